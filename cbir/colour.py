@@ -1,0 +1,196 @@
+"""Colour spaces and colour binning: pure functions, arrays in and arrays out.
+
+CIELAB here is CIE 1976 L*a*b* under D65 from sRGB (IEC 61966-2-1), computed in float64 and returned as float32.
+"""
+
+import numpy as np
+
+SPACES = ("lab", "rgb")
+
+# sRGB (linear) -> CIE XYZ, D65 white.
+_RGB_TO_XYZ = np.array(
+    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
+)
+_XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
+_WHITE_D65 = _RGB_TO_XYZ.sum(axis=1)
+_EPS = 216 / 24389
+_KAPPA = 24389 / 27
+# Row-vector form (colours @ M) with the white point folded in, float32 so whole images stay float32.
+_RGB_TO_XYZ_NORMALISED = (_RGB_TO_XYZ / _WHITE_D65[:, None]).T.astype(np.float32)
+_LEVELS = np.arange(256) / 255.0
+_LINEAR_TABLE = np.where(_LEVELS <= 0.04045, _LEVELS / 12.92, ((_LEVELS + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def _check_colours(colours, name="rgb"):
+    colours = np.asarray(colours)
+    if colours.shape[-1:] != (3,):
+        raise ValueError(f"{name} must have shape (..., 3), got {colours.shape}; pass colours as the last axis")
+    return colours
+
+
+def _linearise(rgb):
+    """sRGB companding inverse, (..., 3) -> (..., 3) float32 in 0..1; a table lookup for uint8."""
+    if rgb.dtype == np.uint8:
+        return _LINEAR_TABLE[rgb]
+    v = rgb.astype(np.float64) / 255.0
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def srgb_to_lab(rgb):
+    """Convert sRGB colours to CIELAB.
+
+    Parameters
+    ----------
+    rgb : (..., 3) uint8 in 0..255, or float in 0..255
+
+    Returns
+    -------
+    lab : (..., 3) float32, L* in 0..100
+    """
+    rgb = _check_colours(rgb)
+    xyz = _linearise(rgb) @ _RGB_TO_XYZ_NORMALISED
+    f = np.cbrt(xyz)
+    small = xyz <= _EPS
+    if small.any():
+        f[small] = (_KAPPA * xyz[small] + 16) / 116
+    lab = np.empty_like(f)
+    lab[..., 0] = 116 * f[..., 1] - 16
+    lab[..., 1] = 500 * (f[..., 0] - f[..., 1])
+    lab[..., 2] = 200 * (f[..., 1] - f[..., 2])
+    return lab
+
+
+def lab_to_srgb(lab):
+    """Convert CIELAB colours to sRGB, clipped to the gamut and rounded.
+
+    Parameters
+    ----------
+    lab : (..., 3) float
+
+    Returns
+    -------
+    rgb : (..., 3) uint8
+    """
+    lab = _check_colours(lab, "lab").astype(np.float64)
+    fy = (lab[..., 0] + 16) / 116
+    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
+    xyz = np.where(f**3 > _EPS, f**3, (116 * f - 16) / _KAPPA) * _WHITE_D65
+    linear = np.clip(xyz @ _XYZ_TO_RGB.T, 0.0, 1.0)
+    rgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
+
+
+def to_space(rgb, space):
+    """sRGB colours -> working space. ``rgb : (..., 3)``; returns ``(..., 3) float32``."""
+    if space == "lab":
+        return srgb_to_lab(rgb)
+    if space == "rgb":
+        return _check_colours(rgb).astype(np.float32)
+    raise ValueError(f"unknown colour space {space!r}; choose one of {', '.join(SPACES)}")
+
+
+def from_space(colours, space):
+    """Working-space colours -> sRGB ``(..., 3) uint8``."""
+    if space == "lab":
+        return lab_to_srgb(colours)
+    if space == "rgb":
+        return np.clip(np.rint(_check_colours(colours)), 0, 255).astype(np.uint8)
+    raise ValueError(f"unknown colour space {space!r}; choose one of {', '.join(SPACES)}")
+
+
+def bin_index(rgb, bits):
+    """Index of each pixel's colour bin, keeping the top ``bits`` bits of each channel.
+
+    Parameters
+    ----------
+    rgb : (..., 3) uint8
+    bits : int, 1..8
+
+    Returns
+    -------
+    index : (...) int32 in 0 .. 2**(3*bits) - 1
+    """
+    rgb = _check_colours(rgb)
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"rgb must be uint8, got {rgb.dtype}; decode images with cbir.decode.read_image")
+    if not 1 <= bits <= 8:
+        raise ValueError(f"bits must be in 1..8, got {bits}")
+    shift = 8 - bits
+    r = (rgb[..., 0] >> shift).astype(np.int32)
+    g = (rgb[..., 1] >> shift).astype(np.int32)
+    b = (rgb[..., 2] >> shift).astype(np.int32)
+    return (r << (2 * bits)) | (g << bits) | b
+
+
+def bin_centres(bits):
+    """sRGB centre of every colour bin: ``(2**(3*bits), 3) float32``, in the order of :func:`bin_index`."""
+    levels = (np.arange(2**bits, dtype=np.float32) + 0.5) * 2 ** (8 - bits)
+    r, g, b = np.meshgrid(levels, levels, levels, indexing="ij")
+    return np.stack([r.ravel(), g.ravel(), b.ravel()], axis=1)
+
+
+def bin_sums(rgb, bits):
+    """Pixel count and sRGB colour sum of every colour bin.
+
+    Parameters
+    ----------
+    rgb : (H, W, 3) or (N, 3) uint8
+    bits : int, bits kept per channel
+
+    Returns
+    -------
+    sums : (2**(3*bits), 3) float64
+    counts : (2**(3*bits),) int64
+    """
+    idx = bin_index(rgb, bits).ravel()
+    flat = np.asarray(rgb).reshape(-1, 3)
+    n_bins = 1 << (3 * bits)
+    counts = np.bincount(idx, minlength=n_bins)
+    sums = np.stack([np.bincount(idx, weights=flat[:, c], minlength=n_bins) for c in range(3)], axis=1)
+    return sums, counts
+
+
+def coarsen_bins(colours, counts, bins, bits):
+    """Merge occupied ``bits``-bit bins into ``bits - 1``-bit bins (8 neighbours into one).
+
+    Parameters
+    ----------
+    colours : (M, 3) float, mean colour of each occupied bin
+    counts : (M,) int, pixels per bin
+    bins : (M,) int, index of each bin (see :func:`bin_index`)
+    bits : int, bits per channel of ``bins``
+
+    Returns
+    -------
+    colours : (M', 3) float32, counts : (M',) int64, bins : (M',) int64, as :func:`occupied_bins`
+    """
+    side = (1 << bits) - 1
+    r, g, b = (bins >> (2 * bits)) >> 1, ((bins >> bits) & side) >> 1, (bins & side) >> 1
+    coarse = (r << (2 * bits - 2)) | (g << (bits - 1)) | b
+    n_bins = 1 << (3 * (bits - 1))
+    merged_counts = np.bincount(coarse, weights=counts, minlength=n_bins)
+    merged_sums = np.stack([np.bincount(coarse, weights=counts * colours[:, c], minlength=n_bins)
+                            for c in range(3)], axis=1)
+    colours, merged, occupied = occupied_bins(merged_sums, merged_counts)
+    return colours, merged.astype(np.int64), occupied
+
+
+def occupied_bins(sums, counts):
+    """Mean colour and pixel count of the occupied bins.
+
+    Using the mean colour of a bin's pixels (not the bin centre) makes weighted k-means over bins minimise the
+    same squared error as k-means over all pixels, up to the spread within each bin.
+
+    Returns
+    -------
+    colours : (M, 3) float32, mean sRGB colour of each occupied bin
+    counts : (M,) same dtype as ``counts``
+    bins : (M,) int64, index of each occupied bin
+    """
+    occupied = np.flatnonzero(counts)
+    return (sums[occupied] / counts[occupied, None]).astype(np.float32), counts[occupied], occupied
+
+
+def binned_colours(rgb, bits=5):
+    """Distinct colour bins of an image: ``colours : (M, 3) float32`` mean sRGB and ``counts : (M,) int64``."""
+    return occupied_bins(*bin_sums(rgb, bits))[:2]

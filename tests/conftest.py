@@ -1,0 +1,41 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+KODAK = SHARED / "kodak"
+WANG = SHARED / "wang1000"
+
+
+def require(path):
+    """Skip the test cleanly when the shared measurement data is absent."""
+    if not path.exists():
+        pytest.skip(f"{path} is not available (shared measurement data)")
+    return path
+
+
+@pytest.fixture
+def photo():
+    """A small synthetic 'photo': smooth gradients plus noise, (48, 64, 3) uint8."""
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[0:48, 0:64]
+    base = np.stack([x * 4, y * 5, (x + y) * 2], axis=-1).astype(np.float64)
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def cli():
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from cbir.cli import app
+
+    runner = CliRunner()
+
+    def run(*args, env=None):
+        result = runner.invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
+        return result.exit_code, result.stdout, result.stderr
+
+    return run

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from cbir.kmeans import nearest_centre, weighted_kmeans
+
+
+def naive_lloyd(points, weights, centres, iterations=200):
+    """Plain weighted Lloyd, one point at a time: the reference for the vectorised, bounded version."""
+    centres = centres.astype(np.float64).copy()
+    for _ in range(iterations):
+        labels = np.array([np.argmin(((centres - p) ** 2).sum(1)) for p in points])
+        new = centres.copy()
+        for j in range(len(centres)):
+            if weights[labels == j].sum() > 0:
+                new[j] = np.average(points[labels == j], axis=0, weights=weights[labels == j])
+        if np.allclose(new, centres):
+            break
+        centres = new
+    return centres
+
+
+def test_lloyd_from_given_centres_matches_naive_implementation():
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.normal(c, 1.0, (60, 3)) for c in ([0, 0, 0], [8, 0, 0], [0, 9, 3], [5, 5, 5])])
+    weights = rng.integers(1, 20, len(points)).astype(float)
+    init = points[[0, 1, 2, 3]]
+    ours = weighted_kmeans(points, weights, 4, init=init, tol=0, max_iter=200)
+    naive = naive_lloyd(points, weights, init)
+    order_ours = np.lexsort(ours.centres.T)
+    order_naive = np.lexsort(naive.T)
+    np.testing.assert_allclose(ours.centres[order_ours], naive[order_naive], atol=1e-4)
+
+
+def test_weights_act_as_repeated_points():
+    rng = np.random.default_rng(1)
+    points = rng.normal(0, 5, (40, 2))
+    weights = rng.integers(1, 4, 40)
+    repeated = np.repeat(points, weights, axis=0)
+    init = points[:3]
+    a = weighted_kmeans(points, weights, 3, init=init, tol=0)
+    b = weighted_kmeans(repeated, np.ones(len(repeated)), 3, init=init, tol=0)
+    np.testing.assert_allclose(a.centres, b.centres, atol=1e-5)
+    assert a.inertia == pytest.approx(b.inertia, rel=1e-5)
+
+
+def test_deterministic_for_a_seed():
+    rng = np.random.default_rng(2)
+    points, weights = rng.normal(0, 1, (500, 3)), rng.random(500)
+    a = weighted_kmeans(points, weights, 7, seed=3)
+    b = weighted_kmeans(points, weights, 7, seed=3)
+    np.testing.assert_array_equal(a.centres, b.centres)
+
+
+def test_more_clusters_than_points_gives_one_per_distinct_point():
+    points = np.array([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [5.0, 5.0]])
+    result = weighted_kmeans(points, np.ones(4), 10)
+    assert len(result.centres) == 3
+    assert np.isfinite(result.centres).all()
+    assert result.inertia == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.5, True])
+def test_invalid_k_is_a_value_error(k):
+    with pytest.raises(ValueError, match="k must be"):
+        weighted_kmeans(np.zeros((3, 2)), np.ones(3), k)
+
+
+def test_invalid_weights_are_a_value_error():
+    with pytest.raises(ValueError, match="weights"):
+        weighted_kmeans(np.zeros((3, 2)), np.zeros(3), 2)
+
+
+def test_nearest_centre_matches_brute_force():
+    rng = np.random.default_rng(4)
+    points, centres = rng.normal(0, 10, (3000, 3)), rng.normal(0, 10, (17, 3))
+    brute = ((points[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+    np.testing.assert_array_equal(nearest_centre(points, centres), brute)
