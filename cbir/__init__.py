@@ -2,6 +2,9 @@
 
 from .decode import read_image, write_image
 from .errors import BusyError, CbirError, DatabaseError, DecodeError
+from .index import Index, Result
+from .indexer import IndexReport
+from .settings import Settings
 from .quantize import Quantization, mean_delta_e, quantize, rgb_mse
 
 __version__ = "0.1.0"
@@ -11,6 +14,10 @@ __all__ = [
     "CbirError",
     "DatabaseError",
     "DecodeError",
+    "Index",
+    "IndexReport",
+    "Result",
+    "Settings",
     "Quantization",
     "mean_delta_e",
     "quantize",

@@ -129,68 +129,67 @@ def bin_centres(bits):
     return np.stack([r.ravel(), g.ravel(), b.ravel()], axis=1)
 
 
-def bin_sums(rgb, bits):
-    """Pixel count and sRGB colour sum of every colour bin.
+def distinct_colours(rgb):
+    """The distinct colours of an image, how often each occurs, and which one each pixel is.
+
+    A lossless summary of the pixel colours (k-means over it weighted by the counts is k-means over every pixel),
+    computed without sorting: a count over 6-bit bins, then over the 64 colours within each occupied bin.
 
     Parameters
     ----------
     rgb : (H, W, 3) or (N, 3) uint8
-    bits : int, bits kept per channel
 
     Returns
     -------
-    sums : (2**(3*bits), 3) float64
-    counts : (2**(3*bits),) int64
+    colours : (U, 3) uint8, grouped by 6-bit colour bin
+    counts : (U,) int64, pixels per colour
+    inverse : (N,) int32, index into ``colours`` of each pixel, ``colours[inverse]`` is the image
     """
-    idx = bin_index(rgb, bits).ravel()
     flat = np.asarray(rgb).reshape(-1, 3)
-    n_bins = 1 << (3 * bits)
-    counts = np.bincount(idx, minlength=n_bins)
-    sums = np.stack([np.bincount(idx, weights=flat[:, c], minlength=n_bins) for c in range(3)], axis=1)
-    return sums, counts
+    coarse = bin_index(flat, 6)
+    occupied = np.flatnonzero(np.bincount(coarse, minlength=1 << 18))
+    position = np.zeros(1 << 18, np.int32)
+    position[occupied] = np.arange(len(occupied), dtype=np.int32)
+    low = flat & 3
+    fine = (position[coarse] << 6) | (low[:, 0].astype(np.int32) << 4) | (low[:, 1].astype(np.int32) << 2) | low[:, 2]
+    fine_counts = np.bincount(fine, minlength=len(occupied) << 6)
+    present = np.flatnonzero(fine_counts)
+    index = np.zeros(len(fine_counts), np.int32)
+    index[present] = np.arange(len(present), dtype=np.int32)
+    bins, sub = occupied[present >> 6], present & 63
+    colours = np.stack([((bins >> 12) << 2) | (sub >> 4), (((bins >> 6) & 63) << 2) | ((sub >> 2) & 3),
+                        ((bins & 63) << 2) | (sub & 3)], axis=1).astype(np.uint8)
+    return colours, fine_counts[present], index[fine]
 
 
-def coarsen_bins(colours, counts, bins, bits):
-    """Merge occupied ``bits``-bit bins into ``bits - 1``-bit bins (8 neighbours into one).
+def group_colours(colours, counts, bits):
+    """Merge weighted colours into colour bins: mean colour and total count of each occupied bin.
+
+    The mean colour of a bin (not its centre) makes weighted k-means over the bins minimise the same squared
+    error as k-means over the colours, up to the spread within each bin.
 
     Parameters
     ----------
-    colours : (M, 3) float, mean colour of each occupied bin
-    counts : (M,) int, pixels per bin
-    bins : (M,) int, index of each bin (see :func:`bin_index`)
-    bits : int, bits per channel of ``bins``
+    colours : (U, 3) uint8, sRGB
+    counts : (U,) int or float, weight of each colour
+    bits : int, bits per channel of the bins
 
     Returns
     -------
-    colours : (M', 3) float32, counts : (M',) int64, bins : (M',) int64, as :func:`occupied_bins`
+    means : (M, 3) float32
+    counts : (M,) float64
     """
-    side = (1 << bits) - 1
-    r, g, b = (bins >> (2 * bits)) >> 1, ((bins >> bits) & side) >> 1, (bins & side) >> 1
-    coarse = (r << (2 * bits - 2)) | (g << (bits - 1)) | b
-    n_bins = 1 << (3 * (bits - 1))
-    merged_counts = np.bincount(coarse, weights=counts, minlength=n_bins)
-    merged_sums = np.stack([np.bincount(coarse, weights=counts * colours[:, c], minlength=n_bins)
-                            for c in range(3)], axis=1)
-    colours, merged, occupied = occupied_bins(merged_sums, merged_counts)
-    return colours, merged.astype(np.int64), occupied
-
-
-def occupied_bins(sums, counts):
-    """Mean colour and pixel count of the occupied bins.
-
-    Using the mean colour of a bin's pixels (not the bin centre) makes weighted k-means over bins minimise the
-    same squared error as k-means over all pixels, up to the spread within each bin.
-
-    Returns
-    -------
-    colours : (M, 3) float32, mean sRGB colour of each occupied bin
-    counts : (M,) same dtype as ``counts``
-    bins : (M,) int64, index of each occupied bin
-    """
-    occupied = np.flatnonzero(counts)
-    return (sums[occupied] / counts[occupied, None]).astype(np.float32), counts[occupied], occupied
+    idx = bin_index(np.asarray(colours, dtype=np.uint8), bits)
+    weights = np.asarray(counts, dtype=np.float64)
+    n_bins = 1 << (3 * bits)
+    mass = np.bincount(idx, weights=weights, minlength=n_bins)
+    occupied = np.flatnonzero(mass)
+    sums = np.stack([np.bincount(idx, weights=weights * colours[:, c], minlength=n_bins)[occupied]
+                     for c in range(3)], axis=1)
+    return (sums / mass[occupied, None]).astype(np.float32), mass[occupied]
 
 
 def binned_colours(rgb, bits=5):
-    """Distinct colour bins of an image: ``colours : (M, 3) float32`` mean sRGB and ``counts : (M,) int64``."""
-    return occupied_bins(*bin_sums(rgb, bits))[:2]
+    """Mean colour ``(M, 3) float32`` and pixel count ``(M,) float64`` of each occupied colour bin of an image."""
+    colours, counts, _ = distinct_colours(rgb)
+    return group_colours(colours, counts, bits)

@@ -1,21 +1,22 @@
 """k-means colour quantization: the core that codebooks, histograms and ``cbir quantize`` all use.
 
-Method: reduce the image to its occupied colour bins (mean colour and pixel count of each), run weighted k-means
-(k-means++ restarts on 5-bit bins, then Lloyd steps on 6-bit bins) in the working space, then give every pixel
-its exact nearest palette colour.
+Method: summarise the image by its distinct colours and their pixel counts (lossless), run weighted k-means
+coarse to fine (k-means++ restarts on 4-bit colour bins, Lloyd steps on 5-bit bins, then on the distinct colours)
+in the working space; every pixel gets its exact nearest palette colour through its distinct colour.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from .colour import bin_sums, coarsen_bins, from_space, occupied_bins, srgb_to_lab, to_space
-from .kmeans import nearest_centre, weighted_kmeans
+from .colour import distinct_colours, from_space, group_colours, srgb_to_lab, to_space
+from .kmeans import weighted_kmeans
 
-DEFAULT_BITS = 6  # fine bins: at most 262144 points, about 20k occupied in a photo
-N_INIT = 3
-COARSE_LEVELS = 2
-REFINE_ITER = 5
+N_INIT = 3  # k-means++ restarts on the coarse bins
+COARSE_BITS = 4  # bits per channel of the coarse bins: at most 4096, a few hundred occupied in a photo
+REFINE_BITS = (5,)  # finer bins on the way to the exact colours
+REFINE_ITER = 10  # Lloyd steps at most on each finer level
+FINAL_ITER = 3  # Lloyd steps at most on the distinct colours
 
 
 @dataclass(frozen=True)
@@ -49,16 +50,15 @@ def check_image(image):
     return image
 
 
-def quantize(image, k, *, space="lab", seed=0, bits=DEFAULT_BITS, init=None):
-    """Posterize an image to at most ``k`` colours by weighted k-means over its binned colours.
+def quantize(image, k, *, space="lab", seed=0, init=None):
+    """Posterize an image to at most ``k`` colours by weighted k-means over its colours.
 
     Parameters
     ----------
     image : (H, W, 3) uint8, sRGB
-    k : int >= 1; an image with fewer distinct colour bins gets fewer colours
+    k : int >= 1; an image with fewer distinct colours gets fewer
     space : {"lab", "rgb"}, where distances are measured
     seed : int, k-means++ seed; same inputs and seed give the same result
-    bits : int, bits per channel of the fine colour bins
     init : (k, 3) float, starting palette in the working space instead of k-means++ (for experiments and tests)
 
     Returns
@@ -66,24 +66,11 @@ def quantize(image, k, *, space="lab", seed=0, bits=DEFAULT_BITS, init=None):
     Quantization
     """
     image = check_image(image)
-    if isinstance(k, bool) or int(k) != k or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    flat = image.reshape(-1, 3)
-    # Coarse to fine over a pyramid of colour bins: k-means++ restarts where they are cheap (bits - 2 bits per
-    # channel, a few hundred points), then Lloyd steps at each finer level recover the detail coarse bins blur.
-    levels = [occupied_bins(*bin_sums(flat, bits))]
-    for level_bits in range(bits, bits - COARSE_LEVELS, -1):
-        levels.append(coarsen_bins(*levels[-1], level_bits))
-    if init is None:
-        colours, counts, _ = levels[-1]
-        result = weighted_kmeans(to_space(colours, space), counts, int(k), seed=seed, n_init=N_INIT)
-        for colours, counts, _ in reversed(levels[:-1]):
-            result = weighted_kmeans(to_space(colours, space), counts, int(k), init=result.centres,
-                                     max_iter=REFINE_ITER)
-    else:  # Lloyd to convergence on the fine bins from the given palette
-        result = weighted_kmeans(to_space(levels[0][0], space), levels[0][1], int(k), init=init)
+    colours, counts, inverse = distinct_colours(image)
+    result = kmeans_palette(colours, counts, k, space=space, seed=seed, init=init)
+    # Lloyd's last step labels every distinct colour with its nearest palette colour: the pixels follow.
     palette = result.centres
-    labels = nearest_centre(to_space(flat, space), palette)
+    labels = result.labels[inverse]
 
     shares = np.bincount(labels, minlength=len(palette)).astype(np.float64)
     order = np.argsort(-shares, kind="stable")
@@ -100,9 +87,43 @@ def quantize(image, k, *, space="lab", seed=0, bits=DEFAULT_BITS, init=None):
         palette_rgb=palette_rgb,
         shares=shares,
         labels=labels.reshape(image.shape[:2]),
-        image=palette_rgb[labels].reshape(image.shape),
+        image=np.take(palette_rgb, labels, axis=0).reshape(image.shape),
         space=space,
     )
+
+
+def kmeans_palette(colours, counts, k, *, space="lab", seed=0, init=None):
+    """Weighted k-means over colours, coarse to fine: the quantization core, shared by images and codebooks.
+
+    k-means++ restarts run on a few hundred coarse colour bins, where they are cheap; Lloyd steps on finer bins,
+    then on the given colours themselves, recover the detail.
+
+    Parameters
+    ----------
+    colours : (U, 3) uint8 or float in 0..255, sRGB (distinct colours, or mean colours of bins)
+    counts : (U,) int or float, weight (pixel count) of each colour
+    k : int >= 1
+    space : {"lab", "rgb"}
+    seed : int
+    init : (k, 3) float, starting centres in the working space; then plain Lloyd on ``colours`` to convergence
+
+    Returns
+    -------
+    KMeansResult : ``centres (k', 3) float32`` in the working space and ``labels (U,) int32``, each colour's
+    nearest centre
+    """
+    if isinstance(k, bool) or int(k) != k or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    points = to_space(colours, space)
+    if init is not None:
+        return weighted_kmeans(points, counts, int(k), init=init)
+    coarse_colours, coarse_counts = group_colours(colours, counts, COARSE_BITS)
+    result = weighted_kmeans(to_space(coarse_colours, space), coarse_counts, int(k), seed=seed, n_init=N_INIT)
+    for bits in REFINE_BITS:
+        binned, binned_counts = group_colours(colours, counts, bits)
+        result = weighted_kmeans(to_space(binned, space), binned_counts, int(k), init=result.centres,
+                                 max_iter=REFINE_ITER)
+    return weighted_kmeans(points, counts, int(k), init=result.centres, max_iter=FINAL_ITER)
 
 
 def rgb_mse(a, b):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cbir.colour import bin_index, bin_sums, binned_colours, coarsen_bins, lab_to_srgb, occupied_bins, srgb_to_lab
+from cbir.colour import bin_index, binned_colours, distinct_colours, group_colours, lab_to_srgb, srgb_to_lab
 
 
 def naive_lab(rgb):
@@ -65,15 +65,29 @@ def test_bins_count_every_pixel_and_average_their_colours():
         np.testing.assert_allclose(colour, np.mean(naive[b], axis=0), rtol=1e-6)
 
 
-def test_coarsening_equals_binning_with_fewer_bits():
+def test_distinct_colours_match_numpy_unique():
     rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (60, 70, 3)).astype(np.uint8)
+    image[:20] = image[20:40]  # repeated colours
+    colours, counts, inverse = distinct_colours(image)
+    codes = image.reshape(-1, 3).astype(np.int64) @ [65536, 256, 1]
+    unique, unique_counts = np.unique(codes, return_counts=True)
+    ours = colours.astype(np.int64) @ [65536, 256, 1]
+    order = np.argsort(ours)
+    np.testing.assert_array_equal(ours[order], unique)
+    np.testing.assert_array_equal(counts[order], unique_counts)
+    np.testing.assert_array_equal(colours[inverse], image.reshape(-1, 3))
+
+
+def test_grouping_in_two_steps_equals_grouping_at_once():
+    rng = np.random.default_rng(4)
     image = rng.integers(0, 256, (50, 50, 3)).astype(np.uint8)
-    fine = occupied_bins(*bin_sums(image, 6))
-    coarse_colours, coarse_counts, coarse_bins = coarsen_bins(*fine, 6)
-    direct_colours, direct_counts, direct_bins = occupied_bins(*bin_sums(image, 5))
-    np.testing.assert_array_equal(coarse_bins, direct_bins)
-    np.testing.assert_array_equal(coarse_counts, direct_counts)
-    np.testing.assert_allclose(coarse_colours, direct_colours, rtol=1e-5)
+    direct = binned_colours(image, 4)
+    colours, counts, _ = distinct_colours(image)
+    means, mass = group_colours(colours, counts, 4)
+    np.testing.assert_allclose(means, direct[0], rtol=1e-6)
+    np.testing.assert_array_equal(mass, direct[1])
+    assert mass.sum() == 2500
 
 
 def test_bin_index_rejects_wrong_input():

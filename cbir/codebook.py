@@ -1,0 +1,53 @@
+"""Learning a collection's colour codebook with the quantization core. Pure numeric functions.
+
+The colours of a sample of images are pooled as counts over 6-bit colour bins (262144 bins, a few MB however many
+images), then one weighted k-means over the occupied bins (coarse to fine, as for a single image) gives K colours.
+"""
+
+import numpy as np
+
+from .colour import bin_centres, bin_index, from_space
+from .quantize import kmeans_palette
+
+POOL_BITS = 6
+
+
+def empty_pool():
+    """Pixel counts per colour bin, to be filled by :func:`pool_colours`: ``(2**18,) int64`` zeros."""
+    return np.zeros(1 << (3 * POOL_BITS), np.int64)
+
+
+def pool_colours(pool, image):
+    """Add the pixels of ``image (H, W, 3) uint8`` to ``pool`` in place, each image weighing the same.
+
+    Every image contributes 65536 counts in all (its shares scaled), so large photos do not outweigh small ones.
+    """
+    counts = np.bincount(bin_index(image, POOL_BITS).ravel(), minlength=len(pool))
+    pool += np.rint(counts * (65536 / max(counts.sum(), 1))).astype(np.int64)
+
+
+def learn_codebook(pool, k, *, space="lab", seed=0):
+    """k colours that best represent the pooled colours.
+
+    Parameters
+    ----------
+    pool : (2**18,) int, from :func:`pool_colours`
+    k : int, codebook size; fewer occupied colour bins give fewer colours
+    space : {"lab", "rgb"}
+    seed : int
+
+    Returns
+    -------
+    colours : (k', 3) float32, in the working space, ordered by share, largest first
+    rgb : (k', 3) uint8, sRGB
+    shares : (k',) float64, share of the pooled pixels nearest each colour
+    """
+    occupied = np.flatnonzero(pool)
+    if len(occupied) == 0:
+        raise ValueError("the colour pool is empty: pool the colours of at least one image first")
+    weights = pool[occupied].astype(np.float64)
+    result = kmeans_palette(bin_centres(POOL_BITS)[occupied], weights, k, space=space, seed=seed)
+    shares = np.bincount(result.labels, weights=weights, minlength=len(result.centres)) / weights.sum()
+    order = np.argsort(-shares, kind="stable")
+    colours = result.centres[order]
+    return colours, from_space(colours, space), shares[order]

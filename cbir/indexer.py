@@ -1,0 +1,224 @@
+"""Index runs: find image files, learn the codebook when there is none, and keep histograms in step with disk.
+
+Incremental: a file whose size and modification time are unchanged is skipped without being read; a changed one
+is re-read and re-done if its content hash changed; files gone from the indexed folders are removed. A bad file
+is recorded in ``failures`` with its reason and never stops the run. Batches are written in one transaction
+each, so an interrupted run keeps every finished batch and the next run completes the rest.
+"""
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+
+from .codebook import empty_pool, learn_codebook, pool_colours
+from .decode import IMAGE_EXTENSIONS, decode_image, header_size, read_bytes, read_image
+from .errors import CbirError
+from .features import histogram, lookup_table
+from .settings import Settings, SettingsError
+
+BATCH_SIZE = 256
+CODEBOOK_MIN_SIDE = 64  # colour statistics for the codebook need few pixels: decode large JPEGs small
+
+
+@dataclass
+class IndexReport:
+    """What an index run did. ``failures`` lists (path, reason) of every file that could not be indexed."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failures: list = field(default_factory=list)
+    interrupted: bool = False
+    codebook_learned: bool = False
+    seconds: float = 0.0
+
+    @property
+    def failed(self):
+        return len(self.failures)
+
+    def summary(self):
+        return (f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, removed {self.removed}, "
+                f"failed {self.failed}")
+
+
+def find_images(roots):
+    """Image files under ``roots`` (folders walked recursively, symlinked folders not followed; files named
+    directly are taken whatever their extension).
+
+    Returns
+    -------
+    files : sorted list of absolute paths
+    problems : list of (path, reason) for entries that look like images but cannot be read as files
+    """
+    files, problems = set(), []
+    for root in roots:
+        root = os.fspath(root)
+        if os.path.isfile(root):
+            files.add(os.path.abspath(root))
+            continue
+        if not os.path.isdir(root):
+            reason = "broken symbolic link" if os.path.islink(root) else "no such file or directory"
+            raise CbirError(f"{root}: {reason}")
+        for folder, _, names in os.walk(root):
+            for name in names:
+                if not name.lower().endswith(IMAGE_EXTENSIONS):
+                    continue
+                path = os.path.abspath(os.path.join(folder, name))
+                if os.path.isfile(path):
+                    files.add(path)
+                elif os.path.islink(path):
+                    problems.append((path, "broken symbolic link (or a link loop)"))
+    return sorted(files), problems
+
+
+def _under(path, roots):
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+def resolve_settings(stored, overrides, rebuild):
+    """Settings for a run: the stored ones (if any) with the requested changes; refuses a change that would
+    need new histograms unless ``rebuild``."""
+    if stored is None:
+        return Settings().with_changes(**overrides)
+    current = Settings.from_dict(stored)
+    wanted = current.with_changes(**overrides)
+    changed = [name for name in Settings.HISTOGRAM_FIELDS if getattr(wanted, name) != getattr(current, name)]
+    if changed and not rebuild:
+        described = ", ".join(f"{n}={getattr(current, n)}" for n in changed)
+        raise SettingsError(f"this index was built with {described}; add --rebuild to recompute every histogram "
+                            "with the new settings")
+    return wanted
+
+
+def learn_collection_codebook(files, settings):
+    """Codebook of a collection from an evenly spread sample of its files; files that cannot be read are skipped
+    here (the main pass reports them)."""
+    step = max(1, len(files) / settings.sample)
+    sample = [files[int(i * step)] for i in range(min(settings.sample, len(files)))]
+    pool = empty_pool()
+    readable = 0
+    for path in sample:
+        try:
+            pool_colours(pool, read_image(path, min_side=CODEBOOK_MIN_SIDE))
+            readable += 1
+        except CbirError:
+            continue
+    if not readable:
+        raise CbirError(f"none of the {len(sample)} sampled files could be read as an image; nothing to index")
+    return learn_codebook(pool, settings.colors, space=settings.space, seed=settings.seed)
+
+
+def describe(path, settings, lut, n_colors, known_sha256=None):
+    """Read, hash, decode and histogram one file.
+
+    Returns
+    -------
+    (sha256, None) when the content hash equals ``known_sha256``, else (sha256, (width, height, vector)) with the
+    full-size dimensions and the ``float32`` histogram. Raises CbirError for a file that cannot be indexed.
+    """
+    data = read_bytes(path)
+    sha256 = hashlib.sha256(data).hexdigest()
+    if sha256 == known_sha256:
+        return sha256, None
+    image = decode_image(data, min_side=settings.min_side, name=path)
+    width, height = header_size(data) or (image.shape[1], image.shape[0])
+    return sha256, (width, height, histogram(image, lut, n_colors, settings.layout))
+
+
+def index_paths(store, roots, overrides=None, *, rebuild=False, progress=None):
+    """Bring the index in ``store`` in step with the image files under ``roots``.
+
+    Parameters
+    ----------
+    store : cbir.storage.Store
+    roots : list of folders or files
+    overrides : dict of Settings fields to change (None values are ignored)
+    rebuild : relearn the codebook and recompute every histogram
+    progress : callable(done, total) or None, called as files are processed
+
+    Returns
+    -------
+    IndexReport
+    """
+    started = time.perf_counter()
+    report = IndexReport()
+    store.lock_for_writing()
+    try:
+        meta = store.meta()
+        has_codebook = store.codebook() is not None
+        settings = resolve_settings(meta.get("settings") if has_codebook else None, overrides or {}, rebuild)
+        files, problems = find_images(roots)
+        if not has_codebook or rebuild:
+            if not files:
+                raise CbirError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {', '.join(map(str, roots))}")
+            colours, rgb, shares = learn_collection_codebook(files, settings)
+            store.replace_codebook(colours, ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in rgb], shares,
+                                   settings.to_dict())
+            report.codebook_learned = True
+        elif settings.to_dict() != meta.get("settings"):
+            store.set_meta({"settings": settings.to_dict()})  # ranking settings changed: no new histograms needed
+        codebook = store.codebook()
+        lut = lookup_table(codebook, settings.space)
+        _update(store, roots, files, problems, settings, lut, len(codebook), report, progress)
+    finally:
+        store.unlock()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _update(store, roots, files, problems, settings, lut, n_colors, report, progress):
+    known = store.known_images()
+    known_failures = store.known_failures()
+    abs_roots = [os.path.abspath(r) for r in roots]
+    seen = {store.stored_path(f) for f in files} | {store.stored_path(p) for p, _ in problems}
+    removed = [p for p in list(known) + list(known_failures)
+               if p not in seen and _under(os.path.abspath(store.disk_path(p)), abs_roots)]
+    report.removed = sum(p in known for p in removed)
+
+    failures = [(store.stored_path(p), reason, None, None) for p, reason in problems]
+    report.failures += problems
+    todo = []
+    for path in files:
+        stored = store.stored_path(path)
+        try:
+            stat = os.stat(path)
+        except OSError as error:
+            failures.append((stored, f"cannot read ({error.strerror})", None, None))
+            report.failures.append((path, f"cannot read ({error.strerror})"))
+            continue
+        entry = known.get(stored)
+        if entry and entry[1] == stat.st_size and entry[2] == stat.st_mtime_ns:
+            report.unchanged += 1
+        else:
+            todo.append((path, stored, stat, entry))
+    store.write_batch(failures=failures, removed=removed)
+
+    records, failures, touched = [], [], []
+    try:
+        for done, (path, stored, stat, entry) in enumerate(todo, 1):
+            try:
+                sha256, described = describe(path, settings, lut, n_colors, entry[3] if entry else None)
+            except CbirError as error:
+                reason = str(error).removeprefix(f"{path}: ")
+                failures.append((stored, reason, stat.st_size, stat.st_mtime_ns))
+                report.failures.append((path, reason))
+            else:
+                if described is None:
+                    touched.append((entry[0], stat.st_size, stat.st_mtime_ns))
+                    report.unchanged += 1
+                else:
+                    records.append((stored, stat.st_size, stat.st_mtime_ns, sha256, *described))
+                    if entry:
+                        report.updated += 1
+                    else:
+                        report.added += 1
+            if len(records) + len(failures) + len(touched) >= BATCH_SIZE:
+                store.write_batch(records, failures, touched)
+                records, failures, touched = [], [], []
+            if progress:
+                progress(done, len(todo))
+    except KeyboardInterrupt:
+        report.interrupted = True
+    store.write_batch(records, failures, touched)
