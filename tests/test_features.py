@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from cbir.colour import to_space
+from cbir.features import LAYOUTS, histogram, lookup_table, n_blocks, region_map
+from cbir.kmeans import nearest_centre
+
+
+def test_lookup_table_labels_bin_centres_with_their_nearest_colour():
+    codebook = to_space(np.array([[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 0, 255]], np.float32), "lab")
+    lut = lookup_table(codebook, "lab", bits=4)
+    centres = (np.stack(np.meshgrid(*[np.arange(16)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5) * 16
+    d = ((to_space(centres, "lab")[:, None] - codebook[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(lut, d.argmin(1))
+
+
+def test_lookup_table_agrees_with_exact_assignment_on_most_pixels():
+    rng = np.random.default_rng(0)
+    codebook = to_space(rng.integers(0, 256, (64, 3)).astype(np.float32), "lab")
+    pixels = rng.integers(0, 256, (20000, 3)).astype(np.uint8)
+    lut = lookup_table(codebook, "lab")
+    from cbir.colour import bin_index
+
+    agreement = (lut[bin_index(pixels, 6)] == nearest_centre(to_space(pixels, "lab"), codebook)).mean()
+    assert agreement > 0.9
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_histogram_blocks_are_shares_that_sum_to_one(photo, layout):
+    codebook = to_space(np.array([[0, 0, 0], [255, 255, 255], [200, 50, 50], [50, 50, 200]], np.float32), "lab")
+    lut = lookup_table(codebook, "lab")
+    hist = histogram(photo, lut, 4, layout)
+    assert hist.dtype == np.float32
+    assert hist.shape == (n_blocks(layout) * 4,)
+    np.testing.assert_allclose(hist.reshape(-1, 4).sum(1), 1.0, rtol=1e-6)
+
+
+def test_histogram_counts_pixels_like_a_naive_loop(photo):
+    codebook = to_space(np.array([[0, 0, 0], [255, 255, 255], [200, 50, 50]], np.float32), "lab")
+    lut = lookup_table(codebook, "lab")
+    regions, n = region_map(*photo.shape[:2], "2x2")
+    expected = np.zeros((n, 3))
+    for y in range(photo.shape[0]):
+        for x in range(photo.shape[1]):
+            r, g, b = (int(v) >> 2 for v in photo[y, x])
+            expected[regions[y, x], lut[(r << 12) | (g << 6) | b]] += 1
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(histogram(photo, lut, 3, "2x2").reshape(n, 3), expected, rtol=1e-6)
+
+
+def test_region_maps_cover_the_image():
+    for layout in ("2x2", "3x3", "center"):
+        regions, n = region_map(30, 41, layout)
+        assert set(np.unique(regions)) == set(range(n))
+    with pytest.raises(ValueError, match="layout"):
+        region_map(3, 3, "diagonal")

@@ -1,0 +1,212 @@
+import json
+import os
+import sqlite3
+
+import numpy as np
+import pytest
+
+from cbir import DatabaseError, Index
+from cbir.decode import write_image
+
+
+def make_photo(seed, size=(40, 56)):
+    """A synthetic photo: a few coloured blobs on a tinted background, different for every seed."""
+    rng = np.random.default_rng(seed)
+    image = np.empty((*size, 3), np.uint8)
+    image[:] = rng.integers(0, 256, 3)
+    yy, xx = np.mgrid[0 : size[0], 0 : size[1]]
+    for _ in range(4):
+        cy, cx, r = rng.integers(0, size[0]), rng.integers(0, size[1]), rng.integers(5, 20)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(0, 256, 3)
+    return np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(6):
+        write_image(folder / f"p{i}.png", make_photo(i))
+    write_image(folder / "sub" / "q.jpg", make_photo(10))
+    return folder
+
+
+def rows(db, sql):
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_index_then_query_ranks_itself_first_at_distance_zero(cli, photos, tmp_path):
+    db = tmp_path / "i.db"
+    code, out, err = cli("index", photos, "--db", db, "--colors", 16)
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == "added 7, updated 0, unchanged 0, removed 0, failed 0"
+    code, out, err = cli("query", photos / "p3.png", "--db", db, "--json", "-n", 3)
+    assert code == 0 and err == ""
+    document = json.loads(out)
+    assert document["query"] == str(photos / "p3.png")
+    assert [r["rank"] for r in document["results"]] == [1, 2, 3]
+    first = document["results"][0]
+    assert first["path"].endswith("p3.png") and first["distance"] == 0.0
+    distances = [r["distance"] for r in document["results"]]
+    assert distances == sorted(distances)
+
+
+def test_query_json_lines_and_full_ranking(cli, photos, tmp_path):
+    db = tmp_path / "i.db"
+    cli("index", photos, "--db", db, "--colors", 16)
+    code, out, _ = cli("query", photos / "p0.png", photos / "p1.png", "--db", db, "--json", "-n", 0)
+    lines = out.strip().splitlines()
+    assert code == 0 and len(lines) == 2
+    assert all(len(json.loads(line)["results"]) == 7 for line in lines)
+
+
+def test_table_output(cli, photos, tmp_path):
+    db = tmp_path / "i.db"
+    cli("index", photos, "--db", db, "--colors", 16)
+    code, out, _ = cli("query", photos / "p2.png", "--db", db, "-n", 2)
+    assert code == 0 and "rank" in out and "p2.png" in out
+
+
+def test_incremental_add_modify_delete(cli, photos, tmp_path):
+    db = tmp_path / "i.db"
+    cli("index", photos, "--db", db, "--colors", 16)
+    code, out, _ = cli("index", photos, "--db", db)
+    assert out.strip() == "added 0, updated 0, unchanged 7, removed 0, failed 0"
+    write_image(photos / "new.png", make_photo(20))
+    write_image(photos / "p1.png", make_photo(21))
+    os.utime(photos / "p1.png", ns=(1, 1))  # a different mtime even on coarse clocks
+    (photos / "p2.png").unlink()
+    os.utime(photos / "p3.png", ns=(2, 2))  # touched, same content
+    code, out, _ = cli("index", photos, "--db", db)
+    assert code == 0
+    assert out.strip() == "added 1, updated 1, unchanged 5, removed 1, failed 0"
+    assert rows(db, "SELECT count(*) FROM images")[0][0] == 7
+    assert rows(db, "SELECT count(*) FROM histograms")[0][0] == 7
+    with Index.open(db) as index:
+        assert index.search(str(photos / "p1.png"), n=1)[0].path.endswith("p1.png")
+        assert index.search(str(photos / "p1.png"), n=1)[0].distance == 0.0
+
+
+def test_a_corrupt_file_among_good_ones_is_reported_and_skipped(cli, photos, tmp_path):
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (photos / "empty.png").write_bytes(b"")
+    db = tmp_path / "i.db"
+    code, out, err = cli("index", photos, "--db", db, "--colors", 16)
+    assert code == 3
+    assert "failed 2" in out
+    assert "broken.jpg" in err and "empty.png" in err and "Traceback" not in err
+    assert rows(db, "SELECT count(*) FROM images")[0][0] == 7
+    reasons = dict(rows(db, "SELECT path, reason FROM failures"))
+    assert set(os.path.basename(p) for p in reasons) == {"broken.jpg", "empty.png"}
+    # fixed on disk: indexed next time, and the failure is gone
+    write_image(photos / "broken.jpg", make_photo(30))
+    (photos / "empty.png").unlink()
+    code, out, _ = cli("index", photos, "--db", db)
+    assert code == 0 and out.strip() == "added 1, updated 0, unchanged 7, removed 0, failed 0"
+    assert rows(db, "SELECT count(*) FROM failures")[0][0] == 0
+
+
+def test_query_on_missing_or_empty_database_is_a_clear_error(cli, photos, tmp_path):
+    code, out, err = cli("query", photos / "p0.png", "--db", tmp_path / "missing.db")
+    assert code == 1 and out == "" and err.startswith("Error: no index database")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = cli("index", empty, "--db", tmp_path / "e.db")
+    assert code == 1 and err.startswith("Error: no image files")
+    code, _, err = cli("query", photos / "p0.png", "--db", tmp_path / "e.db")
+    assert code == 1 and err.startswith("Error:") and "index some photos first" in err
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_bad_query_image_is_a_clear_error(cli, photos, tmp_path):
+    db = tmp_path / "i.db"
+    cli("index", photos, "--db", db, "--colors", 16)
+    (tmp_path / "bad.jpg").write_bytes(b"garbage")
+    code, out, err = cli("query", tmp_path / "bad.jpg", "--db", db)
+    assert code == 1 and out == "" and err.startswith("Error:") and "bad.jpg" in err
+
+
+def test_other_codebook_size_needs_rebuild_and_rebuild_works(cli, photos, tmp_path):
+    db = tmp_path / "i.db"
+    cli("index", photos, "--db", db, "--colors", 16)
+    code, _, err = cli("index", photos, "--db", db, "--colors", 32)
+    assert code == 1 and "--rebuild" in err and "colors=16" in err
+    code, out, _ = cli("index", photos, "--db", db, "--colors", 32, "--rebuild")
+    assert code == 0 and "added 7" in out
+    with Index.open(db) as index:
+        assert len(index.engine.codebook) == 32
+        assert index.engine.backend.transformed.shape == (7, 32)
+
+
+def test_database_of_another_schema_version_is_refused(cli, photos, tmp_path):
+    db = tmp_path / "i.db"
+    cli("index", photos, "--db", db, "--colors", 16)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    code, _, err = cli("query", photos / "p0.png", "--db", db)
+    assert code == 1 and "schema version 99" in err
+
+
+def test_foreign_database_is_refused(cli, photos, tmp_path):
+    db = tmp_path / "other.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    code, _, err = cli("query", photos / "p0.png", "--db", db)
+    assert code == 1 and "not a cbir index database" in err
+    (tmp_path / "text.db").write_text("hello, not sqlite")
+    code, _, err = cli("info", "--db", tmp_path / "text.db")
+    assert code == 1 and err.startswith("Error:")
+
+
+def test_tampered_histogram_blob_is_a_clear_error(cli, photos, tmp_path):
+    db = tmp_path / "i.db"
+    cli("index", photos, "--db", db, "--colors", 16)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE histograms SET vector = x'0000' WHERE image_id = 1")
+    code, _, err = cli("query", photos / "p0.png", "--db", db)
+    assert code == 1 and "damaged" in err
+
+
+@pytest.mark.parametrize("name", ["with space.png", "quo'te\".png", "ünïcødé-写真.png"])
+def test_awkward_path_names_round_trip(cli, tmp_path, name):
+    folder = tmp_path / "odd dir"
+    folder.mkdir()
+    write_image(folder / name, make_photo(1))
+    write_image(folder / "other.png", make_photo(2))
+    db = tmp_path / "i.db"
+    assert cli("index", folder, "--db", db, "--colors", 8)[0] == 0
+    code, out, _ = cli("query", folder / name, "--db", db, "--json")
+    assert code == 0
+    assert os.path.basename(json.loads(out)["results"][0]["path"]) == name
+
+
+def test_info_reports_counts_and_settings(cli, photos, tmp_path):
+    db = tmp_path / "i.db"
+    cli("index", photos, "--db", db, "--colors", 16)
+    code, out, _ = cli("info", "--db", db, "--json")
+    info = json.loads(out)
+    assert code == 0 and info["images"] == 7 and info["failures"] == 0
+    assert len(info["codebook"]) == 16 and info["settings"]["colors"] == 16 and info["bytes"] > 0
+    code, out, _ = cli("info", "--db", db)
+    assert "images: 7 indexed" in out
+
+
+def test_python_api_searches_by_array_and_by_path(photos, tmp_path):
+    from cbir import read_image
+
+    with Index.open(tmp_path / "i.db", create=True) as index:
+        report = index.add([photos], settings={"colors": 16})
+        assert report.added == 7 and report.failed == 0
+        by_path = index.search(str(photos / "p4.png"), n=3)
+        by_array = index.search(read_image(photos / "p4.png"), n=3)
+        assert [r.path for r in by_path] == [r.path for r in by_array]
+        assert by_path[0].distance == 0.0
+    with pytest.raises(DatabaseError):
+        Index.open(tmp_path / "nope.db")
+
+
+def test_db_from_environment_variable(cli, photos, tmp_path):
+    db = tmp_path / "env.db"
+    code, _, _ = cli("index", photos, "--colors", 8, env={"CBIR_DB": str(db)})
+    assert code == 0 and db.exists()

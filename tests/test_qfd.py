@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+from cbir.qfd import factor, nearest_psd, quadratic_form_distances, similarity_matrix
+from cbir.search import (ChiSquaredSearch, IntersectionSearch, L1Search, NaiveQuadraticFormSearch,
+                         QuadraticFormSearch)
+
+
+def random_lab(k, seed):
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.uniform(0, 100, k), rng.uniform(-80, 80, k), rng.uniform(-80, 80, k)])
+
+
+def random_histograms(n, d, seed, blocks=1):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, d)) ** 3  # skewed, like real colour histograms
+    x[rng.random((n, d)) < 0.3] = 0
+    x = x.reshape(n, blocks, d // blocks)
+    return (x / np.maximum(x.sum(-1, keepdims=True), 1e-12)).reshape(n, d).astype(np.float32)
+
+
+@pytest.mark.parametrize("k", [2, 8, 16, 32, 64, 128, 256])
+@pytest.mark.parametrize("kernel", ["qbic", "gaussian"])
+def test_similarity_matrix_is_symmetric_psd_for_every_codebook_size(k, kernel):
+    a = similarity_matrix(random_lab(k, k), kernel, sigma=5.0)
+    assert a.shape == (k, k)
+    np.testing.assert_allclose(a, a.T)
+    assert np.linalg.eigvalsh(a).min() >= -1e-9
+    lower = factor(a)
+    np.testing.assert_allclose(lower @ lower.T, a, atol=1e-9)
+
+
+def test_qbic_matrix_follows_the_formula_where_already_psd():
+    lab = np.array([[50.0, 0, 0], [60.0, 0, 0], [80.0, 0, 0]])  # collinear: 1 - d/dmax is PSD here
+    a = similarity_matrix(lab, "qbic")
+    d = np.abs(lab[:, None, 0] - lab[None, :, 0])
+    np.testing.assert_allclose(a, 1 - d / d.max(), atol=1e-12)
+
+
+def test_nearest_psd_clips_only_negative_eigenvalues():
+    a = np.array([[1.0, 2.0], [2.0, 1.0]])  # eigenvalues 3 and -1
+    clipped = nearest_psd(a)
+    np.testing.assert_allclose(np.linalg.eigvalsh(clipped), [0.0, 3.0], atol=1e-12)
+
+
+@pytest.mark.parametrize("power,blocks", [(1.0, 1), (0.5, 1), (0.5, 3)])
+def test_factorised_search_equals_naive_formula(power, blocks):
+    k = 16
+    vectors = random_histograms(300, k * blocks, 1, blocks)
+    a = similarity_matrix(random_lab(k, 2), "gaussian", sigma=8.0)
+    fast = QuadraticFormSearch.build(vectors, a, power=power, blocks=blocks)
+    naive = NaiveQuadraticFormSearch(vectors, a, power=power, blocks=blocks)
+    queries = np.vstack([random_histograms(4, k * blocks, 3, blocks), vectors[17]])
+    for n in (1, 10, 0):
+        fast_rows, fast_d = fast.search(queries, n)
+        naive_rows, naive_d = naive.search(queries, n)
+        for fr, fd, nr, nd in zip(fast_rows, fast_d, naive_rows, naive_d):
+            np.testing.assert_array_equal(fr, nr)
+            np.testing.assert_allclose(fd, nd, rtol=1e-9, atol=1e-12)
+    rows, d = fast.search(vectors[17], 1)
+    assert rows[0][0] == 17 and d[0][0] == 0.0
+
+
+def test_naive_search_matches_the_textbook_formula():
+    k = 8
+    vectors = random_histograms(20, k, 4)
+    a = similarity_matrix(random_lab(k, 5), "qbic")
+    q = vectors[3]
+    expected = np.sqrt(quadratic_form_distances(vectors, q, a))
+    np.testing.assert_allclose(NaiveQuadraticFormSearch(vectors, a).distances(q), expected, atol=1e-12)
+
+
+def test_full_ranking_returns_everything_in_order():
+    vectors = random_histograms(50, 8, 6)
+    a = similarity_matrix(random_lab(8, 7), "gaussian")
+    rows, d = QuadraticFormSearch.build(vectors, a).search(vectors[0], 0)
+    assert sorted(rows[0]) == list(range(50))
+    assert np.all(np.diff(d[0]) >= 0)
+
+
+def test_comparison_distances_on_a_hand_example():
+    x = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]], np.float32)
+    q = np.array([0.5, 0.25, 0.25], np.float32)
+    np.testing.assert_allclose(L1Search(x).distances(q), [0.5, 1.5])
+    np.testing.assert_allclose(IntersectionSearch(x).distances(q), [0.25, 0.75])
+    # chi2: 1/2 * (0 + 0.0625/0.75 + 0.0625/0.25) and 1/2 * (1 + 0.25/0.25 * (1/1) ... written out:
+    expected = [0.5 * (0.0625 / 0.75 + 0.0625 / 0.25), 0.5 * (0.25 / 0.5 + 0.0625 / 0.25 + 0.5625 / 1.25)]
+    np.testing.assert_allclose(ChiSquaredSearch(x).distances(q), expected, rtol=1e-6)
