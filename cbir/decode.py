@@ -8,11 +8,18 @@ comes out as ``(H, W, 3) uint8`` sRGB:
 - an alpha channel is composited over white (transparent areas count as white paper, not as the hidden colour
   values or as black);
 - JPEG EXIF orientation is applied; animated GIFs and multi-page TIFFs give their first frame;
-- images whose header declares more than ``MAX_PIXELS`` pixels are refused before decoding (decompression bombs).
+- images whose header declares more than ``MAX_PIXELS`` pixels are refused before decoding (decompression bombs);
+- a truncated JPEG (no end-of-image marker after its scan data) is refused rather than indexed half grey, whatever
+  the OpenCV version does with it;
+- the warnings codec libraries print about corrupt files (libpng, libjpeg, libtiff, OpenCV's log) are kept off the
+  terminal: the caller reports the file once, with its reason.
 """
 
+import contextlib
 import os
 import struct
+import sys
+import threading
 
 import cv2
 import numpy as np
@@ -20,12 +27,13 @@ import numpy as np
 from .errors import DecodeError
 
 MAX_PIXELS = 128_000_000
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
 def header_size(data):
-    """Width and height declared by a JPEG, PNG, GIF or BMP header, without decoding; None if not found."""
+    """Width and height declared by a JPEG, PNG, GIF, BMP, TIFF or WebP header, without decoding; None if not
+    found."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         return struct.unpack(">II", data[16:24])
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
@@ -35,6 +43,39 @@ def header_size(data):
         return abs(width), abs(height)
     if data[:2] == b"\xff\xd8":
         return _jpeg_size(data)
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return _tiff_size(data)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_size(data)
+    return None
+
+
+def _tiff_size(data):
+    """ImageWidth and ImageLength of the first directory of a TIFF (the page OpenCV decodes)."""
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        (offset,) = struct.unpack(order + "I", data[4:8])
+        (count,) = struct.unpack(order + "H", data[offset : offset + 2])
+        found = {}
+        for i in range(count):
+            entry = data[offset + 2 + 12 * i : offset + 14 + 12 * i]
+            tag, kind = struct.unpack(order + "HH", entry[:4])
+            if tag in (256, 257) and kind in (3, 4):  # SHORT or LONG
+                found[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), entry[8 : 10 if kind == 3 else 12])[0]
+    except struct.error:  # the file ends inside the header: the decoder reports it
+        return None
+    return (found[256], found[257]) if len(found) == 2 else None
+
+
+def _webp_size(data):
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:  # extended format: 24-bit canvas width - 1 and height - 1
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:  # lossless: 14-bit width - 1, height - 1
+        bits = int.from_bytes(data[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":  # lossy key frame: 14 bits
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
     return None
 
 
@@ -53,6 +94,23 @@ def _jpeg_size(data):
             return width, height
         pos += 2 + length
     return None
+
+
+def _jpeg_truncated(data):
+    """True when a JPEG's first scan is not followed by an end-of-image marker (FF D9 cannot occur inside
+    entropy-coded data, where FF is always followed by 00 or a restart marker)."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return False  # malformed header: the decoder reports it
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker == 0xDA:  # start of scan
+            return data.find(b"\xff\xd9", pos) < 0
+        pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+    return True
 
 
 def reduction_for(size, min_side):
@@ -92,17 +150,61 @@ def decode_image(data, *, min_side=None, name="image"):
             raise DecodeError(f"{name}: header declares {width}x{height} pixels, over the limit of {MAX_PIXELS:,}")
     buffer = np.frombuffer(data, dtype=np.uint8)
     is_jpeg = data[:2] == b"\xff\xd8"
+    if is_jpeg and _jpeg_truncated(data):
+        raise DecodeError(f"{name}: truncated JPEG (the data ends before the end-of-image marker)")
     try:
-        if is_jpeg:  # no alpha or 16-bit in baseline JPEG; IMREAD_COLOR applies EXIF orientation and CMYK
-            factor = reduction_for(size, min_side)
-            image = cv2.imdecode(buffer, _REDUCED_FLAGS.get(factor, cv2.IMREAD_COLOR))
-        else:
-            image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        with native_stderr_silenced():
+            if is_jpeg:  # no alpha or 16-bit in baseline JPEG; IMREAD_COLOR applies EXIF orientation and CMYK
+                factor = reduction_for(size, min_side)
+                image = cv2.imdecode(buffer, _REDUCED_FLAGS.get(factor, cv2.IMREAD_COLOR))
+            else:
+                image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     except cv2.error as error:
         raise DecodeError(f"{name}: not a readable image ({str(error).strip().splitlines()[-1]})") from None
     if image is None or image.size == 0:
         raise DecodeError(f"{name}: not a readable image (unknown format, or corrupt or truncated data)")
     return _to_srgb8(image, name)
+
+
+_silence_lock = threading.Lock()
+_silence_depth = 0
+_saved_stderr = None
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Send what native code writes to file descriptor 2 to /dev/null for the duration (codec libraries print
+    warnings such as ``libpng error: IDAT: CRC error`` about the very files cbir reports itself).
+
+    Process-wide: nested and concurrent uses share one redirection, restored when the last one ends. Python's
+    ``sys.stderr`` is flushed first so nothing already written is lost. Does nothing when fd 2 is not open.
+    """
+    global _silence_depth, _saved_stderr
+    with _silence_lock:
+        if _silence_depth == 0:
+            try:
+                sys.stderr.flush()
+            except (AttributeError, OSError, ValueError):  # no usable sys.stderr: nothing to flush
+                pass
+            try:
+                saved = os.dup(2)
+            except OSError:  # fd 2 is closed: nothing to silence
+                saved = None
+            if saved is not None:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+                _saved_stderr = saved
+        _silence_depth += 1
+    try:
+        yield
+    finally:
+        with _silence_lock:
+            _silence_depth -= 1
+            if _silence_depth == 0 and _saved_stderr is not None:
+                os.dup2(_saved_stderr, 2)
+                os.close(_saved_stderr)
+                _saved_stderr = None
 
 
 def _to_srgb8(image, name):
