@@ -68,7 +68,8 @@ def reports_errors(command):
         except CbirError as error:
             fail(str(error))
         except KeyboardInterrupt:
-            fail("interrupted")
+            stderr.print("Interrupted: nothing half-written is kept.", markup=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
 
@@ -189,6 +190,11 @@ def show_path(path):
     return path if relative.startswith(os.pardir) else relative
 
 
+def one_line(text):
+    """Text with control characters (a newline in a file name) escaped, so one report stays on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class ProgressBar:
     """A rich progress bar on stderr, or nothing when stderr is not a terminal or output must stay quiet."""
 
@@ -258,7 +264,7 @@ def index_command(
                     "seconds": round(report.seconds, 3)})
     else:
         for path, reason in report.failures:
-            stderr.print(f"failed: {show_path(path)}: {reason}", markup=False, soft_wrap=True)
+            stderr.print(f"failed: {one_line(show_path(path))}: {reason}", markup=False, soft_wrap=True)
         if report.interrupted:
             stderr.print("Interrupted: finished images are kept; run the same command again to complete.",
                          markup=False)
@@ -321,6 +327,34 @@ def info_command(db: DbOption = Path("cbir.db"), json_output: JsonOption = False
     stdout.print(f"codebook: {info['codebook'] and len(info['codebook'])} colours", markup=False)
     for key, value in (info["settings"] or {}).items():
         stdout.print(f"  {key}: {value}", markup=False)
+
+
+@app.command("check")
+@reports_errors
+def check_command(
+    db: DbOption = Path("cbir.db"),
+    no_files: Annotated[bool, typer.Option("--no-files", help="Do not look for the indexed files on disk.")] = False,
+    json_output: JsonOption = False,
+):
+    """Check an index database: SQLite integrity, codebook and settings, histogram rows and BLOBs, files on disk.
+
+    Read only. Exit codes: 0 consistent; 1 problems found, or the database is missing or unusable.
+    """
+    from .check import check_database
+
+    report = check_database(db, files=not no_files)
+    if json_output:
+        print_json(report.to_dict())
+    else:
+        for finding in report.findings:
+            stdout.print(f"{'ok' if finding.ok else 'PROBLEM'}: {finding.name}: {finding.detail}", markup=False)
+            for item in finding.items:
+                stdout.print(f"  {one_line(str(item))}", markup=False)
+        for warning in report.warnings:
+            stdout.print(f"warning: {warning}", markup=False)
+        stdout.print("consistent" if report.ok else f"problems found in {db}", markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def main():

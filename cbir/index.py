@@ -49,7 +49,13 @@ def load_engine(store, ranking=None):
     """Load codebook and histograms from ``store`` and prepare the quadratic-form search.
 
     ranking : dict of ranking settings (power, kernel, sigma) overriding the stored ones, or None
+    Everything is read in one snapshot, so an index run committing meanwhile is never seen half.
     """
+    with store.snapshot():
+        return _load_engine(store, ranking)
+
+
+def _load_engine(store, ranking):
     meta = store.meta()
     codebook = store.codebook()
     if codebook is None or "settings" not in meta:

@@ -6,6 +6,7 @@ is recorded in ``failures`` with its reason and never stops the run. Batches are
 each, so an interrupted run keeps every finished batch and the next run completes the rest.
 """
 
+import errno
 import hashlib
 import os
 import time
@@ -56,7 +57,10 @@ def find_images(roots):
     for root in roots:
         root = os.fspath(root)
         if os.path.isfile(root):
-            files.add(os.path.abspath(root))
+            if _utf8_name(root):
+                files.add(os.path.abspath(root))
+            else:
+                problems.append((_escaped_name(os.path.abspath(root)), _NOT_UTF8))
             continue
         if not os.path.isdir(root):
             reason = "broken symbolic link" if os.path.islink(root) else "no such file or directory"
@@ -66,11 +70,41 @@ def find_images(roots):
                 if not name.lower().endswith(IMAGE_EXTENSIONS):
                     continue
                 path = os.path.abspath(os.path.join(folder, name))
-                if os.path.isfile(path):
+                if not _utf8_name(path):
+                    problems.append((_escaped_name(path), _NOT_UTF8))
+                elif os.path.isfile(path):
                     files.add(path)
                 elif os.path.islink(path):
-                    problems.append((path, "broken symbolic link (or a link loop)"))
+                    problems.append((path, _link_problem(path)))
     return sorted(files), problems
+
+
+_NOT_UTF8 = "file name is not valid UTF-8 (shown with \\x escapes); rename the file to index it"
+
+
+def _utf8_name(path):
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes kept by Python as surrogates: SQLite and JSON cannot hold them
+        return False
+    return True
+
+
+def _escaped_name(path):
+    """A file name with undecodable bytes, as text that can be stored and shown (bytes as \\xNN)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _link_problem(path):
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if error.errno == errno.ENOENT:
+            return "broken symbolic link (its target does not exist)"
+        return f"symbolic link cannot be followed ({error.strerror})"
+    return "symbolic link to something that is not a file"
 
 
 def _under(path, roots):

@@ -65,10 +65,16 @@ class Settings:
 
     @classmethod
     def from_dict(cls, values):
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
+        if not isinstance(values, dict):
+            raise SettingsError(f"stored settings are a {type(values).__name__}, not a mapping: damaged database?")
+        known = {f.name: type(f.default) for f in fields(cls)}
+        unknown = set(values) - set(known)
         if unknown:
             raise SettingsError(f"unknown settings {', '.join(sorted(unknown))}: made by a newer cbir?")
+        wrong = [name for name, value in values.items()
+                 if isinstance(value, bool) or not isinstance(value, (int, float) if known[name] is float else known[name])]
+        if wrong:
+            raise SettingsError(f"settings of the wrong type: {', '.join(f'{n}={values[n]!r}' for n in sorted(wrong))}")
         return cls(**values)
 
     def with_changes(self, **changes):

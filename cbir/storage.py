@@ -6,7 +6,9 @@ Tables: ``meta`` (schema version and every setting that shapes a histogram), ``c
 images is written in one transaction, so an interrupted run leaves whole images only.
 """
 
+import contextlib
 import fcntl
+import functools
 import json
 import os
 import sqlite3
@@ -19,6 +21,23 @@ from .errors import BusyError, DatabaseError
 
 SCHEMA_VERSION = 1
 TABLES = {"meta", "codebook", "images", "histograms", "failures"}
+
+
+def _sqlite_errors(method):
+    """Turn an SQLite error inside a Store method (a damaged file, a full disk, a read-only database) into a
+    DatabaseError (BusyError when the database stayed locked) naming the database, instead of a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as error:
+            if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+                raise BusyError(f"{self.path} is locked by another process ({error}); try again") from None
+            raise DatabaseError(f"{self.path}: {error}; if the database is damaged, rebuild it with: "
+                                f"cbir index PHOTOS_DIR --db {self.path} --rebuild") from None
+
+    return wrapper
 
 
 class Store:
@@ -61,6 +80,7 @@ class Store:
             store._create()
         return store
 
+    @_sqlite_errors
     def _create(self):
         db = self.db
         db.enable_wal()
@@ -123,10 +143,12 @@ class Store:
     def _set_meta(self, values):
         self.db["meta"].upsert_all([{"key": k, "value": json.dumps(v)} for k, v in values.items()], pk="key")
 
+    @_sqlite_errors
     def set_meta(self, values):
         with self.db.atomic():
             self._set_meta(values)
 
+    @_sqlite_errors
     def codebook(self):
         """Codebook colours ``(K, 3) float32`` in the working space, or None when there is none yet."""
         rows = list(self.db.query("SELECT id, c0, c1, c2 FROM codebook ORDER BY id"))
@@ -134,11 +156,19 @@ class Store:
             return None
         if [r["id"] for r in rows] != list(range(len(rows))):
             raise DatabaseError(f"{self.path}: codebook rows are not numbered 0..K-1; rebuild the index")
-        return np.array([[r["c0"], r["c1"], r["c2"]] for r in rows], dtype=np.float32)
+        values = [[r["c0"], r["c1"], r["c2"]] for r in rows]
+        if not all(isinstance(v, (int, float)) for row in values for v in row):
+            raise DatabaseError(f"{self.path}: the codebook holds values that are not numbers; rebuild the index")
+        colours = np.array(values, dtype=np.float32)
+        if not np.isfinite(colours).all():
+            raise DatabaseError(f"{self.path}: the codebook holds NaN or infinite values; rebuild the index")
+        return colours
 
+    @_sqlite_errors
     def codebook_rows(self):
         return list(self.db.query("SELECT id, c0, c1, c2, hex, share FROM codebook ORDER BY id"))
 
+    @_sqlite_errors
     def replace_codebook(self, lab, hexes, shares, settings):
         """Store a new codebook and its settings, dropping every histogram made with the old one."""
         with self.db.atomic():
@@ -152,14 +182,17 @@ class Store:
             self._set_meta({"settings": settings, "codebook_created": time.time()})
 
     # --- images ----------------------------------------------------------------------------------------------
+    @_sqlite_errors
     def known_images(self):
         """``{stored path: (id, size, mtime_ns, sha256)}`` of every indexed image."""
         return {r["path"]: (r["id"], r["size"], r["mtime_ns"], r["sha256"])
                 for r in self.db.query("SELECT id, path, size, mtime_ns, sha256 FROM images")}
 
+    @_sqlite_errors
     def known_failures(self):
         return {r["path"]: r for r in self.db.query("SELECT * FROM failures")}
 
+    @_sqlite_errors
     def write_batch(self, records=(), failures=(), touched=(), removed=()):
         """Write one batch in one transaction.
 
@@ -207,12 +240,15 @@ class Store:
         if bad is not None:
             raise DatabaseError(f"{self.path}: the histogram of {bad} is not {dimension} float32 values; "
                                 "the database is damaged or was made by another program: rebuild it")
+        if not all(isinstance(r[1], str) for r in rows):
+            raise DatabaseError(f"{self.path}: an image path is not text; the database is damaged: rebuild it")
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dimension)
-        if not np.isfinite(vectors).all():
-            raise DatabaseError(f"{self.path}: histograms hold NaN or infinite values; rebuild the index")
+        if not np.isfinite(vectors).all() or (vectors < 0).any():
+            raise DatabaseError(f"{self.path}: histograms hold negative, NaN or infinite values; rebuild the index")
         return ids, [r[1] for r in rows], vectors
 
+    @_sqlite_errors
     def counts(self):
         one = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
         return {
@@ -221,3 +257,67 @@ class Store:
             "failures": one("SELECT count(*) FROM failures"),
             "codebook": one("SELECT count(*) FROM codebook"),
         }
+
+    # --- consistent reads and checks -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def snapshot(self):
+        """Run the reads inside in one read transaction: an index run committing meanwhile (WAL) is not seen
+        half, e.g. a new codebook with the old histograms. Nests: an inner snapshot joins the outer one."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield
+            return
+        try:
+            conn.execute("BEGIN")
+        except sqlite3.Error as error:
+            raise DatabaseError(f"{self.path}: cannot read ({error})") from None
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.rollback()  # read only: nothing to keep
+
+    @_sqlite_errors
+    def integrity(self):
+        """Messages of ``PRAGMA integrity_check``: ``["ok"]`` for a sound file."""
+        return [row[0] for row in self.db.execute("PRAGMA integrity_check").fetchall()]
+
+    @_sqlite_errors
+    def consistency(self, dimension=None, limit=20):
+        """Rows that contradict each other, each as a list of at most ``limit`` image paths or ids.
+
+        dimension : expected number of float32 values per histogram, or None to skip the BLOB checks
+        Returns a dict: histograms without an image, images without a histogram, paths both indexed and failed,
+        histograms of the wrong size or type, histograms holding negative, NaN or infinite values, and paths
+        that are not text.
+        """
+        def listed(sql, parameters=()):
+            return [row[0] for row in self.db.execute(sql + " LIMIT ?", [*parameters, limit]).fetchall()]
+
+        found = {
+            "orphan_histograms": listed("SELECT image_id FROM histograms WHERE image_id NOT IN (SELECT id FROM images)"),
+            "images_without_histogram": listed("SELECT path FROM images WHERE id NOT IN "
+                                               "(SELECT image_id FROM histograms)"),
+            "indexed_and_failed": listed("SELECT path FROM failures WHERE path IN (SELECT path FROM images)"),
+            "paths_not_text": listed("SELECT id FROM images WHERE typeof(path) != 'text'"),
+            "bad_blob_size": [],
+            "bad_values": [],
+        }
+        if dimension is not None:
+            found["bad_blob_size"] = listed("SELECT i.path FROM images i JOIN histograms h ON h.image_id = i.id "
+                                            "WHERE typeof(h.vector) != 'blob' OR length(h.vector) != ?",
+                                            [4 * dimension])
+            cursor = self.db.execute("SELECT i.path, h.vector FROM images i JOIN histograms h ON h.image_id = i.id "
+                                     "WHERE typeof(h.vector) = 'blob' AND length(h.vector) = ?", [4 * int(dimension)])
+            for path, blob in cursor:
+                vector = np.frombuffer(blob, dtype="<f4")
+                if not np.isfinite(vector).all() or (vector < 0).any():
+                    found["bad_values"].append(path)
+                    if len(found["bad_values"]) >= limit:
+                        break
+        return found
+
+    @_sqlite_errors
+    def image_files(self):
+        """``[(stored path, size, mtime_ns)]`` of every indexed image."""
+        return [(r[0], r[1], r[2]) for r in self.db.execute("SELECT path, size, mtime_ns FROM images")]

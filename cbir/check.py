@@ -1,0 +1,150 @@
+"""Integrity and consistency of an index database: what ``cbir check`` reports.
+
+Read only: nothing is repaired (``cbir index`` brings an index in step with disk; ``--rebuild`` redoes it).
+"""
+
+import os
+from dataclasses import dataclass, field
+
+from .errors import CbirError
+from .features import n_blocks
+from .settings import Settings
+from .storage import Store
+
+LISTED = 20  # paths shown per problem
+
+
+@dataclass
+class Finding:
+    """One check: its name, whether it passed, a one-line detail and up to LISTED example paths or ids."""
+
+    name: str
+    ok: bool
+    detail: str
+    items: list = field(default_factory=list)
+
+
+@dataclass
+class CheckReport:
+    """All findings on one database; ``ok`` when every check passed (warnings do not count)."""
+
+    database: str
+    usable: bool = True
+    findings: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+
+    @property
+    def ok(self):
+        return self.usable and all(f.ok for f in self.findings)
+
+    def add(self, name, ok, detail, items=()):
+        self.findings.append(Finding(name, ok, detail, list(items)[:LISTED]))
+
+    def to_dict(self):
+        return {
+            "database": self.database,
+            "ok": self.ok,
+            "usable": self.usable,
+            "counts": self.counts,
+            "checks": [{"name": f.name, "ok": f.ok, "detail": f.detail, "items": f.items} for f in self.findings],
+            "warnings": self.warnings,
+        }
+
+
+def check_database(path, *, files=True):
+    """Check the index database at ``path``.
+
+    Never raises for a damaged, foreign or missing database: that is a finding (``usable`` False).
+
+    Parameters
+    ----------
+    path : database file
+    files : also stat every indexed file (missing files are problems, changed ones warnings)
+
+    Returns
+    -------
+    CheckReport
+    """
+    report = CheckReport(os.fspath(path))
+    try:
+        store = Store.open(path)
+    except CbirError as error:
+        report.usable = False
+        report.add("open", False, str(error))
+        return report
+    with store:
+        try:
+            _check(store, report, files)
+        except CbirError as error:  # a read failed half-way: the database cannot be relied on
+            report.usable = False
+            report.add("read", False, str(error))
+    return report
+
+
+def _check(store, report, files):
+    integrity = store.integrity()
+    report.add("integrity", integrity == ["ok"], "PRAGMA integrity_check: " + "; ".join(integrity[:3]),
+               integrity if integrity != ["ok"] else ())
+    if integrity != ["ok"]:
+        report.usable = False
+        return  # the other checks would read a damaged file
+    with store.snapshot():
+        report.counts = store.counts()
+        dimension = _check_codebook(store, report)
+        found = store.consistency(dimension, limit=LISTED)
+        image_files = store.image_files() if files else []
+    counts = report.counts
+    report.add("histogram_count", counts["histograms"] == counts["images"],
+               f"{counts['images']} images, {counts['histograms']} histograms")
+    for name, what in [("orphan_histograms", "histograms without an image"),
+                       ("images_without_histogram", "images without a histogram"),
+                       ("indexed_and_failed", "paths both indexed and listed as failed"),
+                       ("paths_not_text", "image paths that are not text")]:
+        report.add(name, not found[name], f"{len(found[name])}{'+' if len(found[name]) >= LISTED else ''} {what}"
+                   if found[name] else f"no {what}", found[name])
+    if dimension is not None:
+        report.add("histogram_blobs", not found["bad_blob_size"] and not found["bad_values"],
+                   f"every histogram is {dimension} non-negative finite float32 values" if not
+                   (found["bad_blob_size"] or found["bad_values"]) else
+                   f"{len(found['bad_blob_size'])} of the wrong size or type, {len(found['bad_values'])} "
+                   "with negative, NaN or infinite values", found["bad_blob_size"] + found["bad_values"])
+    if files:
+        missing, changed = [], []
+        for stored, size, mtime_ns in image_files:
+            try:
+                stat = os.stat(store.disk_path(stored))
+            except OSError:
+                missing.append(stored)
+                continue
+            if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns):
+                changed.append(stored)
+        report.add("files", not missing, f"{len(missing)} indexed files are missing on disk (run cbir index "
+                   "on their folder to forget them)" if missing else "every indexed file exists", missing)
+        if changed:
+            report.warnings.append(f"{len(changed)} indexed files changed since they were indexed (run cbir index "
+                                   "to update them)")
+
+
+def _check_codebook(store, report):
+    """Codebook present, numbered, finite and of the size the stored settings say; returns the number of float32
+    values of a histogram, or None when it cannot be known."""
+    try:
+        codebook = store.codebook()
+        meta = store.meta()
+        settings = Settings.from_dict(meta["settings"]) if "settings" in meta else None
+    except CbirError as error:
+        report.add("codebook", False, str(error))
+        return None
+    if codebook is None or settings is None:
+        empty = report.counts["images"] == 0 and report.counts["histograms"] == 0
+        report.add("codebook", empty, "no codebook yet (nothing indexed)" if empty else
+                   "histograms are stored but the codebook or its settings are missing: rebuild the index")
+        return None
+    if len(codebook) > settings.colors or len(codebook) < 1:
+        report.add("codebook", False, f"{len(codebook)} codebook colours for colors={settings.colors}; "
+                   "rebuild the index")
+        return None
+    report.add("codebook", True, f"{len(codebook)} colours (colors={settings.colors}), "
+               f"space={settings.space}, layout={settings.layout}")
+    return n_blocks(settings.layout) * len(codebook)
