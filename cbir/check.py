@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from .errors import CbirError
 from .features import n_blocks
 from .settings import Settings
-from .storage import Store
+from .storage import Store, integrity_check
 
 LISTED = 20  # paths shown per problem
 
@@ -71,6 +71,9 @@ def check_database(path, *, files=True):
         store = Store.open(path)
     except CbirError as error:
         report.usable = False
+        integrity = integrity_check(path) if os.path.isfile(path) else None
+        if integrity is not None and integrity != ["ok"]:
+            _add_integrity(report, integrity)
         report.add("open", False, str(error))
         return report
     with store:
@@ -84,8 +87,7 @@ def check_database(path, *, files=True):
 
 def _check(store, report, files):
     integrity = store.integrity()
-    report.add("integrity", integrity == ["ok"], "PRAGMA integrity_check: " + "; ".join(integrity[:3]),
-               integrity if integrity != ["ok"] else ())
+    _add_integrity(report, integrity)
     if integrity != ["ok"]:
         report.usable = False
         return  # the other checks would read a damaged file
@@ -124,6 +126,14 @@ def _check(store, report, files):
         if changed:
             report.warnings.append(f"{len(changed)} indexed files changed since they were indexed (run cbir index "
                                    "to update them)")
+
+
+def _add_integrity(report, messages):
+    lines = [line for message in messages for line in message.splitlines() if not line.startswith("***")]
+    if messages == ["ok"]:
+        report.add("integrity", True, "PRAGMA integrity_check: ok")
+    else:
+        report.add("integrity", False, f"PRAGMA integrity_check: {len(lines)} problems, e.g. {lines[0]}", lines)
 
 
 def _check_codebook(store, report):

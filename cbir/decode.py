@@ -16,6 +16,7 @@ comes out as ``(H, W, 3) uint8`` sRGB:
 """
 
 import contextlib
+import errno
 import os
 import struct
 import sys
@@ -236,8 +237,11 @@ def read_bytes(path):
     except IsADirectoryError:
         raise DecodeError(f"{path}: is a directory, not an image file") from None
     except FileNotFoundError:
-        raise DecodeError(f"{path}: no such file") from None
+        reason = "broken symbolic link (its target does not exist)" if os.path.islink(path) else "no such file"
+        raise DecodeError(f"{path}: {reason}") from None
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise DecodeError(f"{path}: symbolic link loop") from None
         raise DecodeError(f"{path}: cannot read ({error.strerror or error})") from None
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import time
+from pathlib import Path
 
 import numpy as np
 import sqlite_utils
@@ -38,6 +39,21 @@ def _sqlite_errors(method):
                                 f"cbir index PHOTOS_DIR --db {self.path} --rebuild") from None
 
     return wrapper
+
+
+def integrity_check(path):
+    """Messages of ``PRAGMA integrity_check`` on any SQLite file, opened read only (``["ok"]`` when sound), or
+    None when the file is not an SQLite database at all."""
+    try:
+        conn = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        return [row[0] for row in conn.execute("PRAGMA integrity_check").fetchall()]
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
 
 
 class Store:
@@ -137,7 +153,7 @@ class Store:
     def meta(self):
         try:
             return {row["key"]: json.loads(row["value"]) for row in self.db["meta"].rows}
-        except (sqlite3.DatabaseError, ValueError) as error:
+        except (sqlite3.DatabaseError, ValueError, TypeError) as error:  # TypeError: a value is not text
             raise DatabaseError(f"{self.path}: unreadable metadata ({error})") from None
 
     def _set_meta(self, values):
@@ -320,4 +336,5 @@ class Store:
     @_sqlite_errors
     def image_files(self):
         """``[(stored path, size, mtime_ns)]`` of every indexed image."""
-        return [(r[0], r[1], r[2]) for r in self.db.execute("SELECT path, size, mtime_ns FROM images")]
+        return [(r[0], r[1], r[2]) for r in self.db.execute("SELECT path, size, mtime_ns FROM images "
+                                                            "WHERE typeof(path) = 'text'")]
