@@ -71,8 +71,9 @@ class Settings:
         unknown = set(values) - set(known)
         if unknown:
             raise SettingsError(f"unknown settings {', '.join(sorted(unknown))}: made by a newer cbir?")
+        accepted = {float: (int, float), int: int, str: str}
         wrong = [name for name, value in values.items()
-                 if isinstance(value, bool) or not isinstance(value, (int, float) if known[name] is float else known[name])]
+                 if isinstance(value, bool) or not isinstance(value, accepted[known[name]])]
         if wrong:
             raise SettingsError(f"settings of the wrong type: {', '.join(f'{n}={values[n]!r}' for n in sorted(wrong))}")
         return cls(**values)

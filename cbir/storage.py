@@ -311,7 +311,8 @@ class Store:
             return [row[0] for row in self.db.execute(sql + " LIMIT ?", [*parameters, limit]).fetchall()]
 
         found = {
-            "orphan_histograms": listed("SELECT image_id FROM histograms WHERE image_id NOT IN (SELECT id FROM images)"),
+            "orphan_histograms": listed("SELECT image_id FROM histograms WHERE image_id NOT IN "
+                                        "(SELECT id FROM images)"),
             "images_without_histogram": listed("SELECT path FROM images WHERE id NOT IN "
                                                "(SELECT image_id FROM histograms)"),
             "indexed_and_failed": listed("SELECT path FROM failures WHERE path IN (SELECT path FROM images)"),

@@ -180,3 +180,18 @@ def test_queries_and_checks_during_an_index_run_see_consistent_states(collection
     assert writer.returncode == 0, err
     with Index.open(db) as index:
         assert len(index.search(query, n=0)) == N_IMAGES + N_IMAGES // 2
+
+
+def test_ctrl_c_before_any_image_exits_130_and_leaves_a_usable_database(cli, collection, tmp_path, monkeypatch):
+    import cbir.indexer
+
+    db = tmp_path / "i.db"
+    run_to_completion(cli, collection, db)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cbir.indexer, "learn_collection_codebook", interrupted)  # Ctrl-C while learning
+    code, out, err = cli("index", collection, "--db", db, "--rebuild")
+    assert code == 130 and out == "" and err.startswith("Interrupted") and "Traceback" not in err
+    assert_sound(db, N_IMAGES)  # the rebuild never started writing: the old index is intact
