@@ -14,7 +14,7 @@ import numpy as np
 
 from .decode import read_image
 from .errors import DatabaseError
-from .features import histogram, lookup_table, n_blocks
+from .features import LUT_BITS, histogram, lookup_table, n_blocks
 from .indexer import index_paths
 from .qfd import similarity_matrix
 from .quantize import check_image
@@ -55,6 +55,9 @@ def load_engine(store, ranking=None):
     if codebook is None or "settings" not in meta:
         raise DatabaseError(f"{store.path} has no codebook yet: index some photos first with: "
                             f"cbir index PHOTOS_DIR --db {store.path}")
+    if meta.get("lut_bits") != LUT_BITS:
+        raise DatabaseError(f"{store.path} was made with a {meta.get('lut_bits')}-bit colour table, this cbir uses "
+                            f"{LUT_BITS} bits; rebuild it with: cbir index PHOTOS_DIR --db {store.path} --rebuild")
     settings = Settings.from_dict(meta["settings"]).with_changes(**(ranking or {}))
     if len(codebook) > settings.colors:
         raise DatabaseError(f"{store.path}: {len(codebook)} codebook colours for colors={settings.colors}; rebuild it")
