@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -88,7 +89,7 @@ def parse_sweep(value):
 def check_writable_image_path(path):
     """Refuse an output path whose format cannot be written before any work is done."""
     if path is not None:
-        encode_image(__import__("numpy").zeros((1, 1, 3), "uint8"), path.suffix.lower() or ".png")
+        encode_image(np.zeros((1, 1, 3), np.uint8), path.suffix.lower() or ".png")
 
 
 def print_json(document):
@@ -148,8 +149,6 @@ def quantize_command(
                         for n, q, _ in results]
             write_image(output, comparison_sheet(original, captions))
     if palette is not None:
-        import numpy as np
-
         write_image(palette, np.vstack([palette_swatch(q.palette_rgb, q.shares) for _, q, _ in results]))
 
     if json_output:
