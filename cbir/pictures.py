@@ -86,7 +86,8 @@ def colour_query_picture(colours, rest, width=THUMBNAIL, height=THUMBNAIL * 2 //
     """A swatch standing for a colour query: its colours sized by share, the "any colour" rest in light grey."""
     rgb = [c.rgb for c in colours] + ([ANY_COLOUR] if rest > 0 else [])
     shares = [c.share for c in colours] + ([rest] if rest > 0 else [])
-    return palette_swatch(np.array(rgb, np.uint8), shares, width, height)
+    swatch = palette_swatch(np.array(rgb, np.uint8), shares, width - 2, height - 2)
+    return np.pad(swatch, ((1, 1), (1, 1), (0, 0)), constant_values=128)  # a frame, so white shows on white
 
 
 def gather(index, queries, rankings, size=THUMBNAIL, progress=None):
