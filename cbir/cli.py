@@ -305,7 +305,7 @@ def query_command(
     distance)."""
     from .index import Index
     from .pictures import Query
-    from .target import parse_target, rest_share
+    from .target import describe, parse_target, rest_share
 
     if not images and not color:
         raise typer.BadParameter("give query image files, or colours with --color", param_hint="IMAGES")
@@ -318,10 +318,9 @@ def query_command(
         if target is not None:
             from .pictures import colour_query_picture
 
-            rest = rest_share(target)
-            label = ", ".join(f"{c.spec.rpartition(':')[0] or c.spec} {100 * c.share:g}%" for c in target)
-            label += f", any colour {100 * rest:g}%" if rest > 1e-9 else ""
-            queries.append(Query(label, label, colour_query_picture(target, rest), index.colour_vector(target)))
+            label = describe(target)
+            queries.append(Query(label, label, colour_query_picture(target, rest_share(target)),
+                                 index.colour_vector(target)))
         # Every query is checked before any output.
         with ProgressBar("reading queries", show_progress and len(images or ()) > 1) as progress:
             for done, image in enumerate(images or (), 1):

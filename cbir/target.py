@@ -160,6 +160,13 @@ def rest_share(colours):
     return max(0.0, 1.0 - sum(c.share for c in colours))
 
 
+def describe(colours):
+    """A target as text, e.g. ``"#1e90ff 40%, white 20%, any colour 40%"``: str."""
+    parts = [f"{c.spec.rpartition(':')[0] or c.spec} {100 * c.share:g}%" for c in colours]
+    rest = rest_share(colours)
+    return ", ".join(parts + ([f"any colour {100 * rest:g}%"] if rest > 1e-9 else []))
+
+
 def target_histogram(rgb, shares, lut, background, n_blocks=1, bits=LUT_BITS):
     """The histogram of a colour target over a codebook.
 

@@ -112,3 +112,36 @@ def test_info_palette(cli, indexed, tmp_path):
     assert len(np.unique(swatch.reshape(-1, 3), axis=0)) >= 8
     code, _, err = cli("info", "--db", tmp_path / "none.db", "--palette", tmp_path / "x.png")
     assert code == 1 and err.startswith("Error: no index database")
+
+
+def test_progress_bar_shows_counts_rate_and_eta_only_on_a_terminal(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from cbir import cli
+
+    for terminal, enabled, shown in [(True, True, True), (True, False, False), (False, True, False)]:
+        buffer = io.StringIO()
+        monkeypatch.setattr(cli, "stderr", Console(file=buffer, force_terminal=terminal, width=100))
+        with cli.ProgressBar("thumbnails", enabled) as progress:
+            for done in range(1, 4):
+                progress(done, 3)
+        text = buffer.getvalue()
+        assert ("thumbnails" in text and "3/3" in text and "/s" in text) == shown, text
+        assert shown or text == ""
+
+
+def test_json_is_all_that_reaches_stdout_on_every_command(cli, indexed, tmp_path):
+    folder, db = indexed
+    runs = [
+        ("quantize", folder / "p0.png", "-k", 3, "-o", tmp_path / "q.png", "--palette", tmp_path / "s.png"),
+        ("index", folder, "--db", db),
+        ("query", folder / "p0.png", "--color", "red:10", "--db", db, "--html", tmp_path / "r.html",
+         "--montage", tmp_path / "m.png"),
+        ("info", "--db", db, "--palette", tmp_path / "c.png"),
+    ]
+    for args in runs:
+        code, out, err = cli(*args, "--json")
+        assert code == 0 and err == "", (args, err)
+        assert all(json.loads(line) for line in out.splitlines()), args
