@@ -123,6 +123,18 @@ class Index:
             query = read_image(query, min_side=self.engine.settings.min_side)
         return self.histogram(query)
 
+    def colour_vector(self, colours):
+        """Histogram of a colour target (a list of :class:`cbir.target.TargetColour`) with this index's codebook.
+
+        The rest of the shares ("any colour") follows the collection's codebook shares; see :mod:`cbir.target`.
+        """
+        from .target import target_histogram
+
+        engine = self.engine
+        background = np.array([row["share"] for row in self.store.codebook_rows()], np.float64)
+        return target_histogram(np.array([c.rgb for c in colours], np.uint8), [c.share for c in colours],
+                                engine.lut, background, n_blocks(engine.settings.layout))
+
     def search(self, query, n=10):
         """Rank the indexed images for one query (a path or an ``(H, W, 3) uint8`` array); ``n=0``: all."""
         return self.search_vectors([self.query_vector(query)], n)[0]
