@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -89,7 +90,7 @@ def parse_sweep(value):
 def check_writable_image_path(path):
     """Refuse an output path whose format cannot be written before any work is done."""
     if path is not None:
-        encode_image(__import__("numpy").zeros((1, 1, 3), "uint8"), path.suffix.lower() or ".png")
+        encode_image(np.zeros((1, 1, 3), np.uint8), path.suffix.lower() or ".png")
 
 
 def print_json(document):
@@ -149,8 +150,6 @@ def quantize_command(
                         for n, q, _ in results]
             write_image(output, comparison_sheet(original, captions))
     if palette is not None:
-        import numpy as np
-
         write_image(palette, np.vstack([palette_swatch(q.palette_rgb, q.shares) for _, q, _ in results]))
 
     if json_output:
@@ -203,10 +202,16 @@ class ProgressBar:
 
     def __enter__(self):
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn,
+                                       TimeRemainingColumn)
+            from rich.text import Text
+
+            class RateColumn(ProgressColumn):
+                def render(self, task):
+                    return Text(f"{task.speed:.1f}/s" if task.speed else "", style="progress.data.speed")
 
             self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                TaskProgressColumn(), TimeRemainingColumn(), console=stderr,
+                                TaskProgressColumn(), RateColumn(), TimeRemainingColumn(), console=stderr,
                                 transient=True)
             self.bar.__enter__()
         return self
@@ -278,43 +283,115 @@ def index_command(
 @app.command("query")
 @reports_errors
 def query_command(
-    images: Annotated[list[Path], typer.Argument(help="Query image files.", show_default=False)],
+    images: Annotated[Optional[list[Path]], typer.Argument(
+        help="Query image files (none when querying by --color).", show_default=False)] = None,
+    color: Annotated[Optional[list[str]], typer.Option(
+        "--color", metavar="COLOUR[:PERCENT]",
+        help="Query by colour, repeatable: a name (white), hex (#1e90ff), rgb(30,144,255) or lab(50,20,-30), "
+             "with its percentage of the picture, e.g. --color '#1e90ff:40' --color white:20. Colours without a "
+             "percentage share what is left; if the percentages add up to less than 100, the rest is any colour.",
+        show_default=False)] = None,
     db: DbOption = Path("cbir.db"),
     n: Annotated[int, typer.Option("-n", "--top", min=0, help="Results per query; 0 for the full ranking.")] = 10,
     kernel: KernelOption = None,
     sigma: SigmaOption = None,
     power: PowerOption = None,
+    html: Annotated[Optional[Path], typer.Option(
+        "--html", help="Write the results as one self-contained web page (thumbnails, distances, colour "
+                       "make-up).", show_default=False)] = None,
+    montage: Annotated[Optional[Path], typer.Option(
+        "--montage", help="Write the results as a captioned contact sheet image (.png or .jpg).",
+        show_default=False)] = None,
+    quiet: QuietOption = False,
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object per query per line on stdout and nothing else.")] = False,
 ):
-    """Rank the indexed images by colour similarity to each query image (QBIC quadratic-form distance)."""
+    """Rank the indexed images by colour similarity to each query image or colour query (QBIC quadratic-form
+    distance)."""
     from .index import Index
+    from .pictures import Query
+    from .target import describe, parse_target, rest_share
 
+    if not images and not color:
+        raise typer.BadParameter("give query image files, or colours with --color", param_hint="IMAGES")
+    check_writable_image_path(montage)
+    target = parse_target(color) if color else None
     ranking = {k: v for k, v in dict(kernel=kernel, sigma=sigma, power=power).items() if v is not None}
+    show_progress = not (quiet or json_output)
     with Index.open(db, ranking=ranking) as index:
-        vectors = [index.query_vector(image) for image in images]  # every query is checked before any output
-        rankings = index.search_vectors(vectors, n)
-        for image, results in zip(images, rankings):
+        queries = []
+        if target is not None:
+            from .pictures import colour_query_picture
+
+            label = describe(target)
+            queries.append(Query(label, label, colour_query_picture(target, rest_share(target)),
+                                 index.colour_vector(target)))
+        # Every query is checked before any output.
+        with ProgressBar("reading queries", show_progress and len(images or ()) > 1) as progress:
+            for done, image in enumerate(images or (), 1):
+                queries.append(Query(image.name, str(image), image, index.query_vector(image)))
+                progress(done, len(images))
+        rankings = index.search_vectors([q.vector for q in queries], n)
+        for query, results in zip(queries, rankings):
             shown = [(r.rank, r.distance, show_path(index.disk_path(r.path))) for r in results]
             if json_output:
-                print_json({"query": str(image), "results": [
+                document = {"query": query.title}
+                if not isinstance(query.source, Path):  # the colour query
+                    document["colors"] = [{"color": c.spec, "hex": c.hex, "share": round(c.share, 6)}
+                                          for c in target]
+                    document["any_color"] = round(rest_share(target), 6)
+                print_json({**document, "results": [
                     {"rank": rank, "path": path, "distance": round(distance, 6)} for rank, distance, path in shown]})
                 continue
-            table = Table("rank", "distance", "path", title=f"query: {image}", title_justify="left")
+            table = Table("rank", "distance", "path", title=f"query: {query.title}", title_justify="left")
             for rank, distance, path in shown:
                 table.add_row(str(rank), f"{distance:.4f}", path)
             stdout.print(table)
+        if html is not None or montage is not None:
+            write_result_pictures(index, queries, rankings, html, montage, show_progress, quiet or json_output)
+
+
+def write_result_pictures(index, queries, rankings, html, montage, show_progress, quiet):
+    """Write the results page and/or contact sheet of a query run; ``wrote PATH`` hints on stderr."""
+    from . import pictures
+
+    with ProgressBar("thumbnails", show_progress) as progress:
+        groups = pictures.gather(index, queries, rankings, progress=progress)
+    palette = pictures.codebook_rgb(index)
+    if html is not None:
+        settings = index.engine.settings
+        meta = (f"{len(index.engine.ids)} images in {index.store.path}; codebook of {len(palette)} colours "
+                f"({settings.space}), layout {settings.layout}, kernel {settings.kernel}, power {settings.power:g}")
+        pictures.write_text(html, pictures.page(groups, palette, meta=meta))
+    if montage is not None:
+        write_image(montage, pictures.montage(groups, palette))
+    for path in (html, montage):
+        if path is not None and not quiet:
+            stderr.print(f"wrote {path}", markup=False)
 
 
 @app.command("info")
 @reports_errors
-def info_command(db: DbOption = Path("cbir.db"), json_output: JsonOption = False):
+def info_command(
+    db: DbOption = Path("cbir.db"),
+    palette: Annotated[Optional[Path], typer.Option(
+        "--palette", help="Write the codebook as a swatch image, colours sized by their share of the collection.",
+        show_default=False)] = None,
+    json_output: JsonOption = False,
+):
     """Show what an index database holds: images, failures, codebook and its settings, size."""
     from .index import Index
 
+    check_writable_image_path(palette)
     with Index.open(db) as index:
         info = index.info()
         failures = list(index.store.known_failures().values())
+        if palette is not None:
+            from .pictures import codebook_swatch
+
+            write_image(palette, codebook_swatch(index.store))
+            if not json_output:
+                stderr.print(f"wrote {palette}", markup=False)
     if json_output:
         info["failure_list"] = [{"path": f["path"], "reason": f["reason"]} for f in failures]
         print_json(info)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .decode import read_image
 from .errors import DatabaseError
-from .features import histogram, lookup_table, n_blocks
+from .features import LUT_BITS, histogram, lookup_table, n_blocks
 from .indexer import index_paths
 from .qfd import similarity_matrix
 from .quantize import check_image
@@ -61,6 +61,9 @@ def _load_engine(store, ranking):
     if codebook is None or "settings" not in meta:
         raise DatabaseError(f"{store.path} has no codebook yet: index some photos first with: "
                             f"cbir index PHOTOS_DIR --db {store.path}")
+    if meta.get("lut_bits") != LUT_BITS:
+        raise DatabaseError(f"{store.path} was made with a {meta.get('lut_bits')}-bit colour table, this cbir uses "
+                            f"{LUT_BITS} bits; rebuild it with: cbir index PHOTOS_DIR --db {store.path} --rebuild")
     settings = Settings.from_dict(meta["settings"]).with_changes(**(ranking or {}))
     if len(codebook) > settings.colors:
         raise DatabaseError(f"{store.path}: {len(codebook)} codebook colours for colors={settings.colors}; rebuild it")
@@ -125,6 +128,18 @@ class Index:
         if isinstance(query, (str, os.PathLike)):
             query = read_image(query, min_side=self.engine.settings.min_side)
         return self.histogram(query)
+
+    def colour_vector(self, colours):
+        """Histogram of a colour target (a list of :class:`cbir.target.TargetColour`) with this index's codebook.
+
+        The rest of the shares ("any colour") follows the collection's codebook shares; see :mod:`cbir.target`.
+        """
+        from .target import target_histogram
+
+        engine = self.engine
+        background = np.array([row["share"] for row in self.store.codebook_rows()], np.float64)
+        return target_histogram(np.array([c.rgb for c in colours], np.uint8), [c.share for c in colours],
+                                engine.lut, background, n_blocks(engine.settings.layout))
 
     def search(self, query, n=10):
         """Rank the indexed images for one query (a path or an ``(H, W, 3) uint8`` array); ``n=0``: all."""

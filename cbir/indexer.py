@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .codebook import empty_pool, learn_codebook, pool_colours
 from .decode import IMAGE_EXTENSIONS, decode_image, header_size, read_bytes, read_image
 from .errors import CbirError
-from .features import histogram, lookup_table
+from .features import LUT_BITS, histogram, lookup_table
 from .settings import Settings, SettingsError
 
 BATCH_SIZE = 256
@@ -189,7 +189,7 @@ def index_paths(store, roots, overrides=None, *, rebuild=False, progress=None):
                 raise CbirError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {', '.join(map(str, roots))}")
             colours, rgb, shares = learn_collection_codebook(files, settings)
             store.replace_codebook(colours, ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in rgb], shares,
-                                   settings.to_dict())
+                                   {"settings": settings.to_dict(), "lut_bits": LUT_BITS})
             report.codebook_learned = True
         elif settings.to_dict() != meta.get("settings"):
             store.set_meta({"settings": settings.to_dict()})  # ranking settings changed: no new histograms needed

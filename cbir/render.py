@@ -108,3 +108,51 @@ def palette_swatch(colours, shares, width=600, height=48):
     for colour, left, right in zip(colours, edges[:-1], edges[1:]):
         swatch[:, left:right] = colour
     return swatch
+
+
+def result_tile(image, lines, colours, shares, width=160, height=120, bar=10):
+    """A captioned tile with a colour make-up bar (palette colours sized by share) under the picture.
+
+    Parameters
+    ----------
+    image : (H, W, 3) uint8
+    lines : list of str, caption lines
+    colours : (K, 3) uint8 sRGB, shares : (K,) float; no bar when the shares sum to 0
+    width, height : int, the box the image is fitted into; bar : int, height of the bar in pixels
+
+    Returns
+    -------
+    tile : (H', width, 3) uint8
+    """
+    picture = captioned(image, [], width, height)
+    parts = [picture[:height]]
+    if np.asarray(shares, dtype=np.float64).sum() > 0:
+        parts += [np.full((3, width, 3), BACKGROUND, np.uint8), palette_swatch(colours, shares, width, bar)]
+    parts.append(captioned(np.full((1, 1, 3), BACKGROUND, np.uint8), lines, width, 1)[1:])
+    return np.vstack(parts)
+
+
+def contact_sheet(rows, width=160, height=120, columns=6, gap=6):
+    """Rows of result tiles (one row group per query), stacked and padded to a common width.
+
+    Parameters
+    ----------
+    rows : list of lists of (image, caption lines, colours, shares), see :func:`result_tile`
+    width, height : int, picture box of each tile; columns : int, tiles per line
+
+    Returns
+    -------
+    sheet : (H, W, 3) uint8
+    """
+    if not rows or not all(rows):
+        raise ValueError("contact_sheet needs at least one row, each with at least one tile")
+    sheets = [grid([result_tile(*tile, width=width, height=height) for tile in row],
+                   columns=min(columns, len(row)), gap=gap) for row in rows]
+    full = max(s.shape[1] for s in sheets)
+    rule = np.full((2, full, 3), 200, np.uint8)
+    padded = []
+    for i, sheet in enumerate(sheets):
+        if i:
+            padded.append(rule)
+        padded.append(np.pad(sheet, ((0, 0), (0, full - sheet.shape[1]), (0, 0)), constant_values=BACKGROUND))
+    return np.vstack(padded)

@@ -185,8 +185,8 @@ class Store:
         return list(self.db.query("SELECT id, c0, c1, c2, hex, share FROM codebook ORDER BY id"))
 
     @_sqlite_errors
-    def replace_codebook(self, lab, hexes, shares, settings):
-        """Store a new codebook and its settings, dropping every histogram made with the old one."""
+    def replace_codebook(self, colours, hexes, shares, meta):
+        """Store a new codebook and the metadata it was made with, dropping every histogram of the old one."""
         with self.db.atomic():
             self.db.execute("DELETE FROM histograms")
             self.db.execute("DELETE FROM images")
@@ -194,8 +194,8 @@ class Store:
             self.db.execute("DELETE FROM codebook")
             self.db["codebook"].insert_all(
                 {"id": i, "c0": float(c[0]), "c1": float(c[1]), "c2": float(c[2]), "hex": h, "share": float(s)}
-                for i, (c, h, s) in enumerate(zip(lab, hexes, shares)))
-            self._set_meta({"settings": settings, "codebook_created": time.time()})
+                for i, (c, h, s) in enumerate(zip(colours, hexes, shares)))
+            self._set_meta({**meta, "codebook_created": time.time()})
 
     # --- images ----------------------------------------------------------------------------------------------
     @_sqlite_errors

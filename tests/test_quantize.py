@@ -29,9 +29,10 @@ def test_matches_or_beats_naive_kmeans_from_the_same_start(photo, space, k):
     start = pixels[np.random.default_rng(k).choice(len(pixels), k, replace=False)]
     ours = quantize(photo, k, space=space, init=start)
     naive = naive_kmeans_all_pixels(pixels, start)
-    # Bins hold several close colours, so the fine-bin optimum may sit a hair above the pixel optimum.
-    assert pixel_inertia(pixels, ours.palette) <= pixel_inertia(pixels, naive) * 1.005
-    # The default (k-means++ restarts on a bin pyramid) is no worse than the naive run from random pixels.
+    # From the same start, weighted k-means over the distinct colours is k-means over every pixel: equal or lower.
+    assert pixel_inertia(pixels, ours.palette) <= pixel_inertia(pixels, naive) * (1 + 1e-9)
+    # The default (k-means++ restarts on a bin pyramid) may land in another local optimum; it must be as good
+    # within half a percent as the naive run from random pixels.
     default = quantize(photo, k, space=space)
     assert pixel_inertia(pixels, default.palette) <= pixel_inertia(pixels, naive) * 1.005
 

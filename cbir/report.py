@@ -1,0 +1,124 @@
+"""The results page: one self-contained HTML document built as a string (no I/O here).
+
+Thumbnails are inline ``data:`` URIs and the page has a Content-Security-Policy that allows nothing else (no
+scripts, no network), so it can be mailed or opened anywhere. Every piece of text is escaped with
+:func:`html.escape`; the page is assembled only from escaped strings and numbers formatted here.
+"""
+
+import base64
+import html
+from dataclasses import dataclass, field
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; background: #fafafa; }
+h1 { font-size: 1.3em; margin: 0 0 .3em; }
+.meta { color: #666; margin: 0 0 1.2em; }
+section.query { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 1em; margin: 0 0 1.5em; }
+h2 { font-size: 1.05em; margin: 0 0 .6em; word-break: break-all; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 12px; }
+figure { margin: 0; }
+figure.probe { max-width: 260px; margin-bottom: 1em; }
+.frame { height: 140px; display: flex; align-items: center; justify-content: center; background: #f0f0f0; }
+.frame img { max-width: 100%; max-height: 140px; display: block; }
+.bar { display: flex; height: 10px; margin: 5px 0 3px; border: 1px solid #ccc; }
+.bar span { display: block; height: 100%; }
+figcaption { font-size: 12px; overflow-wrap: anywhere; }
+.rank { font-weight: 600; }
+.distance { color: #555; font-variant-numeric: tabular-nums; }
+.note { color: #a33; }
+"""
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One picture on the page.
+
+    name : str, short label (file name or colour target); title : str, tooltip (full path)
+    thumbnail : bytes, encoded image; mime : its media type
+    makeup : list of (hex colour "#rrggbb", share) pairs, the colour make-up bar
+    rank, distance : for ranked results; None for the query
+    note : str or None, e.g. why the file could not be shown
+    """
+
+    name: str
+    title: str
+    thumbnail: bytes
+    mime: str = "image/jpeg"
+    makeup: list = field(default_factory=list)
+    rank: int = None
+    distance: float = None
+    note: str = None
+
+
+@dataclass(frozen=True)
+class Section:
+    """One query and its ranked results."""
+
+    query: Picture
+    results: list
+
+
+def data_uri(data, mime):
+    """``data:`` URI of some bytes: str."""
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _hex(colour):
+    value = str(colour).lower()
+    if len(value) != 7 or value[0] != "#" or any(c not in "0123456789abcdef" for c in value[1:]):
+        raise ValueError(f"colour must be '#rrggbb', got {colour!r}")
+    return value
+
+
+def makeup_bar(makeup, smallest=0.005):
+    """The colour make-up as a row of spans, each as wide as its share (shares under ``smallest`` left out)."""
+    total = sum(share for _, share in makeup) or 1.0
+    spans = "".join(
+        f'<span style="width:{100 * share / total:.2f}%;background:{_hex(colour)}" '
+        f'title="{_hex(colour)} {100 * share / total:.1f}%"></span>'
+        for colour, share in makeup if share / total >= smallest)
+    return f'<div class="bar" role="img" aria-label="colour make-up">{spans}</div>'
+
+
+def _figure(picture, css_class):
+    e = html.escape
+    lines = []
+    if picture.rank is not None:
+        lines.append(f'<span class="rank">#{int(picture.rank)}</span> '
+                     f'<span class="distance">d = {float(picture.distance):.4f}</span><br>')
+    lines.append(f'<span class="name">{e(picture.name)}</span>')
+    if picture.note:
+        lines.append(f'<br><span class="note">{e(picture.note)}</span>')
+    return (f'<figure class="{css_class}" title="{e(picture.title)}">'
+            f'<div class="frame"><img src="{data_uri(picture.thumbnail, e(picture.mime))}" alt="{e(picture.name)}">'
+            f'</div>{makeup_bar(picture.makeup)}<figcaption>{"".join(lines)}</figcaption></figure>')
+
+
+def results_page(sections, title="cbir results", meta=""):
+    """The results page for one or more queries.
+
+    Parameters
+    ----------
+    sections : list of Section, one per query, results best first
+    title : str, page title
+    meta : str, one line under the title (e.g. the database and its settings)
+
+    Returns
+    -------
+    page : str, a complete HTML5 document
+    """
+    e = html.escape
+    body = []
+    for number, section in enumerate(sections, 1):
+        results = "".join(_figure(result, "result") for result in section.results)
+        body.append(
+            f'<section class="query" data-results="{len(section.results)}">'
+            f'<h2>Query {number}: {e(section.query.name)}</h2>{_figure(section.query, "probe")}'
+            f'<div class="grid">{results or "<p>No indexed images.</p>"}</div></section>')
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{e(CSP)}">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>{e(title)}</title><style>{_STYLE}</style></head>\n<body><h1>{e(title)}</h1>'
+            f'<p class="meta">{e(meta)}</p>\n' + "\n".join(body) + "\n</body></html>\n")

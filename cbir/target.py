@@ -1,0 +1,198 @@
+"""Query by colour (QBIC's colour-percentage query): colours and their shares, turned into a histogram.
+
+Pure functions, no I/O. A target is written as ``COLOUR[:PERCENT]`` items, e.g. ``#1e90ff:40`` and ``white:20``:
+
+- COLOUR is a CSS colour name (``CSS_COLOURS``), a hex colour (``#1e90ff`` or ``#19f``), ``rgb(30,144,255)`` or
+  CIELAB ``lab(50,20,-30)`` (L* 0..100; a colour outside the sRGB gamut is clipped to it).
+- PERCENT is the share of the picture, 0 < PERCENT <= 100 (``40`` or ``40%``). Colours given without a share split
+  evenly what the others leave of 100.
+- Shares adding up to more than 100 are refused. When they add up to less, the rest means "any colour": it is
+  spread over the codebook colours in proportion to their share of the whole collection (the colours of an
+  average picture of it), so the rest favours no picture in particular. To ask for *only* the given colours, make
+  the shares add up to 100.
+
+Mapping onto the codebook: each target colour's share goes to the codebook colour that a pixel of that colour
+would be counted as when an image is indexed (the same lookup table), so a picture painted in exactly those
+colours and shares has exactly the target histogram (distance 0). Closeness to *other* codebook colours is left to
+the quadratic-form distance, whose similarity matrix already credits similar colours: spreading the target by
+the kernel as well would count that similarity twice and blur the query.
+
+For layouts with several blocks, the same histogram is used for every block (the colours anywhere in the picture).
+"""
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .colour import bin_index, lab_to_srgb, srgb_to_lab
+from .errors import CbirError
+from .features import LUT_BITS
+
+# The 16 CSS basic colours, both spellings of grey, and a few common extended-CSS names.
+CSS_COLOURS = {
+    "black": "#000000", "silver": "#c0c0c0", "gray": "#808080", "grey": "#808080", "white": "#ffffff",
+    "maroon": "#800000", "red": "#ff0000", "purple": "#800080", "fuchsia": "#ff00ff", "magenta": "#ff00ff",
+    "green": "#008000", "lime": "#00ff00", "olive": "#808000", "yellow": "#ffff00", "navy": "#000080",
+    "blue": "#0000ff", "teal": "#008080", "aqua": "#00ffff", "cyan": "#00ffff", "orange": "#ffa500",
+    "brown": "#a52a2a", "pink": "#ffc0cb", "gold": "#ffd700", "beige": "#f5f5dc", "tan": "#d2b48c",
+    "skyblue": "#87ceeb", "dodgerblue": "#1e90ff", "forestgreen": "#228b22", "darkgreen": "#006400",
+    "lightgray": "#d3d3d3", "lightgrey": "#d3d3d3", "darkgray": "#a9a9a9", "darkgrey": "#a9a9a9",
+    "violet": "#ee82ee", "indigo": "#4b0082", "khaki": "#f0e68c", "salmon": "#fa8072", "coral": "#ff7f50",
+    "crimson": "#dc143c", "turquoise": "#40e0d0", "sienna": "#a0522d", "chocolate": "#d2691e",
+}
+
+_NUMBER = r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*"
+_FUNCTION = re.compile(rf"^(lab|rgb)\({_NUMBER},{_NUMBER},{_NUMBER}\)$")
+_HEX = re.compile(r"^#([0-9a-f]{3}|[0-9a-f]{6})$")
+_HOW = "write a colour as a name (red), hex (#1e90ff), rgb(30,144,255) or lab(50,20,-30)"
+
+
+class ColourError(CbirError):
+    """A colour or a colour target cannot be understood."""
+
+
+@dataclass(frozen=True)
+class TargetColour:
+    """One colour of a target.
+
+    spec : str, as written by the user
+    rgb : (3,) uint8 sRGB
+    lab : (3,) float32 CIELAB (of ``rgb``, after clipping to the sRGB gamut)
+    share : float, 0 < share <= 1, fraction of the picture
+    """
+
+    spec: str
+    rgb: np.ndarray
+    lab: np.ndarray
+    share: float
+
+    @property
+    def hex(self):
+        return "#%02x%02x%02x" % tuple(int(v) for v in self.rgb)
+
+
+def parse_colour(text):
+    """Parse one colour.
+
+    Parameters
+    ----------
+    text : str, a CSS colour name, ``#rgb``/``#rrggbb``, ``rgb(r,g,b)`` (0..255) or ``lab(L,a,b)``
+
+    Returns
+    -------
+    rgb : (3,) uint8, sRGB (CIELAB input clipped to the sRGB gamut)
+
+    Raises
+    ------
+    ColourError
+        the text is not a colour, with the forms that are accepted
+    """
+    value = text.strip().lower().replace(" ", "")
+    value = CSS_COLOURS.get(value, value)
+    hex_match = _HEX.match(value)
+    if hex_match:
+        digits = hex_match.group(1)
+        if len(digits) == 3:
+            digits = "".join(d * 2 for d in digits)
+        return np.array([int(digits[i : i + 2], 16) for i in (0, 2, 4)], np.uint8)
+    function = _FUNCTION.match(value)
+    if function:
+        kind, *numbers = function.groups()
+        a, b, c = (float(n) for n in numbers)
+        if kind == "rgb":
+            if not all(0 <= v <= 255 for v in (a, b, c)):
+                raise ColourError(f"{text!r}: rgb() values must be in 0..255")
+            return np.rint([a, b, c]).astype(np.uint8)
+        if not 0 <= a <= 100:
+            raise ColourError(f"{text!r}: the L* of lab() must be in 0..100")
+        return lab_to_srgb(np.array([a, b, c]))
+    raise ColourError(f"{text!r} is not a colour; {_HOW}")
+
+
+def parse_target(specs):
+    """Parse ``COLOUR[:PERCENT]`` items into target colours whose shares follow the module's rules.
+
+    Parameters
+    ----------
+    specs : list of str, e.g. ``["#1e90ff:40", "white:20", "lab(50,20,-30)"]``
+
+    Returns
+    -------
+    colours : list of TargetColour, shares as fractions; their sum is at most 1, the rest is "any colour"
+
+    Raises
+    ------
+    ColourError
+        no colours, an unreadable colour or share, or shares adding up to more than 100
+    """
+    if not specs:
+        raise ColourError(f"give at least one colour, e.g. --color '#1e90ff:40'; {_HOW}")
+    parsed = []
+    for spec in specs:
+        colour, share = spec, None
+        head, sep, tail = spec.rpartition(":")
+        if sep:
+            colour, number = head, tail.strip().removesuffix("%").strip()
+            try:
+                share = float(number)
+            except ValueError:
+                raise ColourError(f"{spec!r}: {tail!r} is not a percentage; write COLOUR:PERCENT, "
+                                  "e.g. white:20") from None
+            if not 0 < share <= 100:
+                raise ColourError(f"{spec!r}: the percentage must be more than 0 and at most 100")
+        parsed.append((spec, parse_colour(colour), share))
+    given = sum(share for _, _, share in parsed if share is not None)
+    if given > 100 + 1e-9:
+        raise ColourError(f"the shares add up to {given:g}%; make them add up to at most 100 "
+                          "(what is left counts as any colour)")
+    unspecified = sum(share is None for _, _, share in parsed)
+    if unspecified and given >= 100 - 1e-9:
+        raise ColourError(f"the shares given already add up to {given:g}%, leaving nothing for the colours "
+                          "without one; give every colour a percentage")
+    fill = (100 - given) / unspecified if unspecified else 0.0
+    return [TargetColour(spec, rgb, srgb_to_lab(rgb), (fill if share is None else share) / 100)
+            for spec, rgb, share in parsed]
+
+
+def rest_share(colours):
+    """Share of the picture left as "any colour": ``1 - sum of the target shares``, never below 0."""
+    return max(0.0, 1.0 - sum(c.share for c in colours))
+
+
+def describe(colours):
+    """A target as text, e.g. ``"#1e90ff 40%, white 20%, any colour 40%"``: str."""
+    parts = [f"{c.spec.rpartition(':')[0] or c.spec} {100 * c.share:g}%" for c in colours]
+    rest = rest_share(colours)
+    return ", ".join(parts + ([f"any colour {100 * rest:g}%"] if rest > 1e-9 else []))
+
+
+def target_histogram(rgb, shares, lut, background, n_blocks=1, bits=LUT_BITS):
+    """The histogram of a colour target over a codebook.
+
+    Parameters
+    ----------
+    rgb : (T, 3) uint8, target colours in sRGB
+    shares : (T,) float, their fractions of the picture, each > 0, summing to at most 1
+    lut : (2**(3*bits),) int, the index's lookup table (colour bin -> codebook colour)
+    background : (K,) float, non-negative, "any colour" distribution (e.g. the codebook's collection shares);
+        normalised here, and given the share ``1 - sum(shares)``
+    n_blocks : int, blocks of the index's layout; every block gets the same histogram
+    bits : int, bits per channel of the lookup table
+
+    Returns
+    -------
+    hist : (n_blocks * K,) float32, each block summing to 1
+    """
+    rgb = np.asarray(rgb, dtype=np.uint8).reshape(-1, 3)
+    shares = np.asarray(shares, dtype=np.float64).ravel()
+    background = np.asarray(background, dtype=np.float64).ravel()
+    if shares.shape != (len(rgb),) or (shares <= 0).any() or shares.sum() > 1 + 1e-9:
+        raise ValueError("shares must be (T,) positive fractions, one per colour, adding up to at most 1")
+    if (background < 0).any() or background.sum() <= 0:
+        raise ValueError("background must be (K,) non-negative with a positive sum")
+    k = len(background)
+    block = np.bincount(lut[bin_index(rgb, bits)], weights=shares, minlength=k)[:k]
+    block += max(0.0, 1.0 - shares.sum()) * background / background.sum()
+    block /= block.sum()
+    return np.tile(block, n_blocks).astype(np.float32)
