@@ -310,3 +310,14 @@ def test_sqlite_errors_become_database_errors(small_db):
         index.store.db.execute("DROP TABLE codebook")
         with pytest.raises(DatabaseError, match="no such table"):
             index.store.codebook()
+
+
+def test_html_results_page_escapes_hostile_file_names(cli, corpus, tmp_path):
+    page = tmp_path / "results.html"
+    query = corpus["folder"] / "<script>alert(1)<script> &amp;.png"
+    code, _, err = cli("query", query, "--db", corpus["db"], "-n", 0, "--html", page, "--quiet")
+    assert code == 0, err
+    text = page.read_text(encoding="utf-8")
+    assert "<script" not in text.lower()  # the page has no scripts of its own, and names cannot add one
+    assert "&lt;script&gt;alert(1)&lt;script&gt; &amp;amp;.png" in text
+    assert "DROP TABLE images;--.png" in text and "x&#x27;); DROP" in text
