@@ -132,6 +132,8 @@ EXPECTED = {
     "cmyk.jpg": ("indexed", None),
     "multipage.tiff": ("indexed", None),
     "exif-rotated.jpg": ("indexed", None),
+    "progressive.jpg": ("indexed", None),  # several scans: the truncation check must not refuse it
+    "restart-markers.jpg": ("indexed", None),
     "folder.jpg/inside.png": ("indexed", None),  # a directory named like an image is a folder: searched
     **{name: ("indexed", None) for name in ODD_NAMES},
     "empty.jpg": ("failed", "empty file"),
@@ -197,6 +199,9 @@ def make_corpus(folder):
     upright[:, :20] = (250, 0, 0)  # left half red; displayed rotated 90 degrees clockwise: top half red
     write("exif-rotated.jpg", exif_jpeg(upright, 6))
     expect["exif-rotated.jpg"] = np.rot90(upright, k=-1)
+    bgr = cv2.cvtColor(photo(15, (64, 80)), cv2.COLOR_RGB2BGR)
+    write("progressive.jpg", encoded(bgr, ".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]))
+    write("restart-markers.jpg", encoded(bgr, ".jpg", [cv2.IMWRITE_JPEG_RST_INTERVAL, 1]))
     (folder / "folder.jpg").mkdir()
     write_image(folder / "folder.jpg" / "inside.png", photo(7))
     for i, name in enumerate(ODD_NAMES):
