@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import CbirError
-from .features import n_blocks
+from .features import LUT_BITS, n_blocks
 from .settings import Settings
 from .storage import Store, integrity_check
 
@@ -155,6 +155,10 @@ def _check_codebook(store, report):
         report.add("codebook", False, f"{len(codebook)} codebook colours for colors={settings.colors}; "
                    "rebuild the index")
         return None
+    if meta.get("lut_bits") != LUT_BITS:
+        report.add("codebook", False, f"made with a {meta.get('lut_bits')}-bit colour table, this cbir uses "
+                   f"{LUT_BITS} bits; rebuild the index")
+        return n_blocks(settings.layout) * len(codebook)  # the histograms can still be checked
     report.add("codebook", True, f"{len(codebook)} colours (colors={settings.colors}), "
                f"space={settings.space}, layout={settings.layout}")
     return n_blocks(settings.layout) * len(codebook)

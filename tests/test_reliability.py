@@ -229,6 +229,7 @@ TAMPERING = {
     "codebook larger than colors": ("UPDATE meta SET value = json_set(value, '$.colors', 4) WHERE key = 'settings'",
                                     "codebook"),
     "missing file": ("UPDATE images SET path = 'photos/gone.png' WHERE id = 1", "files"),
+    "other colour-table resolution": ("UPDATE meta SET value = '5' WHERE key = 'lut_bits'", "codebook"),
 }
 
 
