@@ -236,7 +236,7 @@ def evaluate_engine(engine, collection, distance="qfd", *, root=".", progress=No
         if progress:
             progress(q + 1, len(rows))
     measured = ranking_metrics(rankings, labels, np.arange(len(rows)))
-    per_label = {label: float(measured["ap"][labels == label].mean()) for label in sorted(set(labels))}
+    per_label = {str(label): float(measured["ap"][labels == label].mean()) for label in sorted(set(labels))}
     result = {"distance": distance, "queries": int(len(rows)), "map": float(measured["ap"].mean())}
     result.update({f"p@{k}": float(measured[f"p@{k}"].mean()) for k in PRECISION_AT})
     result.update(ap_per_label=per_label, query_seconds=seconds / len(rows))
