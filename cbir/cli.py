@@ -336,7 +336,7 @@ def evaluate_command(
     layout: Annotated[Optional[str], typer.Option("--layout", help="Spatial layout (see cbir index).")] = None,
     space: Annotated[Optional[str], typer.Option("--space", help="Codebook colour space: lab or rgb.")] = None,
     min_side: Annotated[Optional[int], typer.Option(
-        "--min-side", min=0, help="Decode JPEGs reduced while the short side keeps this many pixels (0: full).")] = None,
+        "--min-side", min=0, help="Decode JPEGs reduced while the short side keeps this many pixels.")] = None,
     sample: Annotated[Optional[int], typer.Option("--sample", min=1,
                                                   help="Images sampled to learn the codebook.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the codebook k-means.")] = None,
@@ -390,7 +390,7 @@ def evaluate_command(
     table = Table("distance", "MAP", "P@10", "P@20", "query time")
     for r in results:
         table.add_row(r["distance"], f"{r['map']:.4f}", f"{r['p@10']:.4f}", f"{r['p@20']:.4f}",
-                      f"{r['query_seconds'] * 1000:.1f} ms")
+                      f"{r['query_seconds'] * 1000:.2f} ms")
     stdout.print(table)
     per_label = Table("label", *[f"AP {r['distance']}" for r in results], title="AP per label",
                       title_justify="left")
