@@ -274,18 +274,21 @@ def run_experiment(directory, labels_csv, *, db=None, settings=None, distances=(
 
     Returns
     -------
-    dict: directory, labels, images, labels_count, failed, settings, index_seconds (per indexed image, codebook
-    learning included), results (one per distance, see :func:`evaluate_engine`)
+    dict: directory, labels_file, database, images (labelled), labels (distinct), failed (path, reason of images
+    that could not be indexed), indexed (images indexed by this run), index_seconds (per indexed image, codebook
+    learning included; None when nothing needed indexing), settings, results (one per distance, see
+    :func:`evaluate_engine`)
     """
+    unknown = [d for d in distances if d not in DISTANCES]
+    if unknown:
+        raise EvaluationError(f"unknown distance {', '.join(map(repr, unknown))}; choose from {', '.join(DISTANCES)}")
     collection = read_labels(directory, labels_csv)
-    settings = settings or {}
-    histogram_settings = {k: v for k, v in settings.items() if k not in ("power", "kernel", "sigma")}
-    ranking = {k: v for k, v in settings.items() if k in ("power", "kernel", "sigma") and v is not None}
+    settings = {k: v for k, v in (settings or {}).items() if v is not None}
+    ranking = {k: v for k, v in settings.items() if k in ("power", "kernel", "sigma")}
     with tempfile.TemporaryDirectory(prefix="cbir-evaluate-") as scratch:
         path = db if db is not None else os.path.join(scratch, "evaluate.db")
         with Index.open(path, create=True) as index:
-            report = index_collection(index, collection, {**histogram_settings, **ranking}, rebuild=rebuild,
-                                      progress=index_progress)
+            report = index_collection(index, collection, settings, rebuild=rebuild, progress=index_progress)
             results = evaluate_index(index, collection, distances, ranking, query_progress)
             stored = index.store.meta()["settings"]
     indexed = report.added + report.updated

@@ -150,6 +150,23 @@ def test_evaluate_command_table_and_errors(cli, tmp_path):
     assert code == 2 and "cosine" in err
 
 
+def test_evaluate_with_a_kept_database_reuses_it(cli, tmp_path):
+    labels = make_labelled(tmp_path / "set", per_label=2)
+    db = tmp_path / "kept.db"
+    code, out, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--colors", 8, "--db", db, "--json")
+    first = json.loads(out)
+    assert code == 0 and first["indexed"] == 6 and db.exists()
+    code, out, _ = cli("evaluate", tmp_path / "set", "--labels", labels, "--db", db, "--power", 0.5, "--json")
+    second = json.loads(out)
+    assert code == 0 and second["indexed"] == 0 and second["index_seconds"] is None
+    assert second["settings"]["colors"] == 8 and second["settings"]["power"] == 0.5
+    code, _, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--db", db, "--colors", 4)
+    assert code == 1 and "--rebuild" in err
+    code, out, _ = cli("evaluate", tmp_path / "set", "--labels", labels, "--db", db, "--colors", 4, "--rebuild",
+                       "--json")
+    assert code == 0 and json.loads(out)["settings"]["colors"] == 4
+
+
 def test_labels_file_problems_are_explained(tmp_path):
     folder = tmp_path / "set"
     labels = make_labelled(folder, per_label=2)
