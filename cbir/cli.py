@@ -44,7 +44,8 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 KernelOption = Annotated[
     Optional[str], typer.Option("--kernel", help="Similarity kernel of A: qbic (1 - d/dmax) or gaussian.")
 ]
-SigmaOption = Annotated[Optional[float], typer.Option("--sigma", help="Width of the gaussian kernel.")]
+SigmaOption = Annotated[Optional[float], typer.Option(
+    "--sigma", help="Sharpness of the gaussian kernel exp(-sigma (d/dmax)^2): larger means narrower.")]
 PowerOption = Annotated[
     Optional[float], typer.Option("--power", help="Raise shares to this power before comparing (0 < p <= 1).")
 ]
@@ -234,9 +235,10 @@ def index_command(
                                                 show_default=False)],
     db: DbOption = Path("cbir.db"),
     colors: Annotated[Optional[int], typer.Option("--colors", min=2, max=1024,
-                                                  help="Codebook size K (default 64).")] = None,
+                                                  help="Codebook size K (default 128).")] = None,
     layout: Annotated[Optional[str], typer.Option(
-        "--layout", help="Spatial layout: global, 2x2, 3x3, center, global+2x2, global+center.")] = None,
+        "--layout", help="Spatial layout: global, 2x2, 3x3, center, global+2x2, global+3x3 (default), "
+                         "global+center.")] = None,
     space: Annotated[Optional[str], typer.Option("--space", help="Codebook colour space: lab or rgb.")] = None,
     min_side: Annotated[Optional[int], typer.Option(
         "--min-side", min=0, help="Decode JPEGs reduced while the short side keeps this many pixels (0: full).")] = None,
@@ -432,6 +434,81 @@ def check_command(
         stdout.print("consistent" if report.ok else f"problems found in {db}", markup=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command("evaluate")
+@reports_errors
+def evaluate_command(
+    directory: Annotated[Path, typer.Argument(help="Folder of the labelled images.", show_default=False)],
+    labels: Annotated[Path, typer.Option("--labels", help="CSV file with columns path,label (paths relative to "
+                                                          "DIRECTORY).", show_default=False)],
+    db: Annotated[Optional[Path], typer.Option(
+        "--db", help="Index database to use and keep (default: a temporary one).")] = None,
+    colors: Annotated[Optional[int], typer.Option("--colors", min=2, max=1024, help="Codebook size K.")] = None,
+    layout: Annotated[Optional[str], typer.Option("--layout", help="Spatial layout (see cbir index).")] = None,
+    space: Annotated[Optional[str], typer.Option("--space", help="Codebook colour space: lab or rgb.")] = None,
+    min_side: Annotated[Optional[int], typer.Option(
+        "--min-side", min=0, help="Decode JPEGs reduced while the short side keeps this many pixels.")] = None,
+    sample: Annotated[Optional[int], typer.Option("--sample", min=1,
+                                                  help="Images sampled to learn the codebook.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the codebook k-means.")] = None,
+    kernel: KernelOption = None,
+    sigma: SigmaOption = None,
+    power: PowerOption = None,
+    distance: Annotated[Optional[list[str]], typer.Option(
+        "--distance", help="qfd (default), l1, chi2, intersection, or all; repeat for several.")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="With --db: relearn the codebook, redo every "
+                                                            "histogram.")] = False,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+):
+    """Measure retrieval on a labelled folder: every labelled image queries all the others (same label =
+    relevant); prints MAP, P@10, P@20, AP per label and timings."""
+    from .evaluate import DISTANCES, run_experiment
+
+    distances = list(dict.fromkeys(d for name in (distance or ["qfd"])
+                                   for d in (DISTANCES if name == "all" else [name])))
+    unknown = [d for d in distances if d not in DISTANCES]
+    if unknown:
+        raise typer.BadParameter(f"{', '.join(unknown)}: choose from {', '.join(DISTANCES)} or all",
+                                 param_hint="--distance")
+    settings = dict(colors=colors, layout=layout, space=space, min_side=min_side, sample=sample, seed=seed,
+                    kernel=kernel, sigma=sigma, power=power)
+    with ProgressBar("indexing", not (quiet or json_output)) as bar:
+
+        def stage(label):  # one live bar on stderr (rich allows one), one task per stage
+            def update(done, total):
+                if bar.bar is not None and (bar.task is None or bar.label != label):
+                    if bar.task is not None:
+                        bar.bar.remove_task(bar.task)
+                    bar.label, bar.task = label, bar.bar.add_task(label, total=total)
+                bar(done, total)
+
+            return update
+
+        report = run_experiment(directory, labels, db=db, settings=settings, distances=distances, rebuild=rebuild,
+                                index_progress=stage("indexing"), query_progress=stage("querying"))
+    if json_output:
+        print_json(report)
+        return
+    for failure in report["failed"]:
+        stderr.print(f"failed: {show_path(failure['path'])}: {failure['reason']}", markup=False, soft_wrap=True)
+    results = report["results"]
+    stdout.print(f"{report['images']} labelled images, {report['labels']} labels; indexed {report['indexed']}"
+                 + (f" in {report['index_seconds'] * 1000:.1f} ms per image" if report["index_seconds"] else ""),
+                 markup=False)
+    stdout.print("settings: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in report["settings"].items()), markup=False)
+    table = Table("distance", "MAP", "P@10", "P@20", "query time")
+    for r in results:
+        table.add_row(r["distance"], f"{r['map']:.4f}", f"{r['p@10']:.4f}", f"{r['p@20']:.4f}",
+                      f"{r['query_seconds'] * 1000:.2f} ms")
+    stdout.print(table)
+    per_label = Table("label", *[f"AP {r['distance']}" for r in results], title="AP per label",
+                      title_justify="left")
+    for label in results[0]["ap_per_label"]:
+        per_label.add_row(label, *[f"{r['ap_per_label'][label]:.4f}" for r in results])
+    stdout.print(per_label)
 
 
 def main():

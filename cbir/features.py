@@ -2,7 +2,8 @@
 
 A pixel goes to its nearest codebook colour (CIELAB) through a lookup table over colour bins, built once per
 codebook. A spatial layout splits the image into regions, each with its own histogram (shares that sum to 1);
-"global+" layouts add the whole-image histogram as one more block.
+"global+" layouts add the whole-image histogram as one more block. Blocks are compared with weights
+(:func:`block_weights`): in a "global+" layout the regions together weigh as much as the whole-image block.
 """
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from .colour import bin_centres, bin_index, to_space
 from .kmeans import nearest_centre
 
-LAYOUTS = ("global", "2x2", "3x3", "center", "global+2x2", "global+center")
+LAYOUTS = ("global", "2x2", "3x3", "center", "global+2x2", "global+3x3", "global+center")
 LUT_BITS = 6
 
 
@@ -61,6 +62,19 @@ def region_map(height, width, layout):
 def n_blocks(layout):
     """Number of histograms (blocks) a layout gives per image."""
     return region_map(1, 1, layout)[1] + layout.startswith("global+")
+
+
+def block_weights(layout):
+    """Weight of each block's distance in the total: ``(B,) float64``.
+
+    Plain layouts weigh every block 1. A "global+" layout weighs the whole-image block 1 and each of its n regions
+    1/n, so the layout means "half what the image holds, half where it holds it": otherwise n small, noisy region
+    histograms would outvote the global one n to 1.
+    """
+    regions = region_map(1, 1, layout)[1]
+    if layout.startswith("global+"):
+        return np.concatenate([[1.0], np.full(regions, 1.0 / regions)])
+    return np.ones(regions)
 
 
 def histogram(image, lut, n_colors, layout="global", bits=LUT_BITS):

@@ -14,7 +14,7 @@ import numpy as np
 
 from .decode import read_image
 from .errors import DatabaseError
-from .features import LUT_BITS, histogram, lookup_table, n_blocks
+from .features import LUT_BITS, block_weights, histogram, lookup_table, n_blocks
 from .indexer import index_paths
 from .qfd import similarity_matrix
 from .quantize import check_image
@@ -74,7 +74,8 @@ def _load_engine(store, ranking):
                             f"--db {store.path}")
     similarity = similarity_matrix(codebook if settings.space == "lab" else _lab_of_rgb(codebook),
                                    settings.kernel, settings.sigma)
-    backend = QuadraticFormSearch.build(vectors, similarity, power=settings.power, blocks=blocks)
+    backend = QuadraticFormSearch.build(vectors, similarity, power=settings.power, blocks=blocks,
+                                       weights=block_weights(settings.layout))
     return Engine(settings, codebook, lookup_table(codebook, settings.space), ids, paths, backend)
 
 

@@ -47,26 +47,38 @@ class _Search:
         return order, d[order]
 
 
-class QuadraticFormSearch(_Search):
-    """Exact quadratic-form distance d = sqrt((f(x) - f(y))^T A_blocks (f(x) - f(y))), f = shares ** power."""
+def _weights(weights, blocks):
+    """Block weights as a ``(blocks,) float64`` array (all ones when None)."""
+    if weights is None:
+        return np.ones(blocks)
+    weights = np.asarray(weights, np.float64).ravel()
+    if len(weights) != blocks or not (weights > 0).all():
+        raise ValueError(f"weights must be {blocks} positive numbers (one per block), got {weights.tolist()}")
+    return weights
 
-    def __init__(self, transformed, squared_norms, vectors, similarity, power, blocks):
+
+class QuadraticFormSearch(_Search):
+    """Exact quadratic-form distance over blocks b with weights w_b:
+    d = sqrt(sum_b w_b (f(x_b) - f(y_b))^T A (f(x_b) - f(y_b))), f = shares ** power."""
+
+    def __init__(self, transformed, squared_norms, vectors, similarity, power, blocks, weights=None):
         self.transformed = transformed
         self.squared_norms = squared_norms
         self.vectors = vectors
         self.similarity = similarity
         self.power = power
         self.blocks = blocks
+        self.weights = _weights(weights, blocks)
         self.factor = factor(similarity).astype(np.float32)
 
     @classmethod
-    def build(cls, vectors, similarity, *, power=1.0, blocks=1, chunk=1 << 16):
-        """Transform ``vectors (N, B*K) float32`` once; ``similarity (K, K)`` is A, PSD."""
+    def build(cls, vectors, similarity, *, power=1.0, blocks=1, weights=None, chunk=1 << 16):
+        """Transform ``vectors (N, B*K) float32`` once; ``similarity (K, K)`` is A, PSD; ``weights (B,)`` or None."""
         vectors = np.asarray(vectors, dtype=np.float32)
         k = len(similarity)
         if vectors.ndim != 2 or vectors.shape[1] != blocks * k:
             raise ValueError(f"vectors must be (N, {blocks} * {k}), got {vectors.shape}")
-        search = cls(None, None, vectors, np.asarray(similarity, np.float64), power, blocks)
+        search = cls(None, None, vectors, np.asarray(similarity, np.float64), power, blocks, weights)
         transformed = np.empty_like(vectors)
         for start in range(0, len(vectors), chunk):
             transformed[start : start + chunk] = search.transform(vectors[start : start + chunk])
@@ -79,14 +91,17 @@ class QuadraticFormSearch(_Search):
         x = np.asarray(x, dtype=np.float32)
         f = x if self.power == 1 else np.power(x, np.float32(self.power))
         k = len(self.factor)
-        return (f.reshape(len(x), self.blocks, k) @ self.factor).reshape(len(x), self.blocks * k)
+        y = f.reshape(len(x), self.blocks, k) @ self.factor
+        if not (self.weights == 1).all():
+            y *= np.sqrt(self.weights).astype(np.float32)[None, :, None]
+        return y.reshape(len(x), self.blocks * k)
 
     def exact(self, rows, query):
         """Naive float64 d for some stored rows against one query: ``(len(rows),) float64``."""
         f = lambda v: np.asarray(v, np.float64) ** self.power  # noqa: E731
         k = len(self.similarity)
         diff = (f(self.vectors[rows]) - f(query)).reshape(len(rows), self.blocks, k)
-        return np.sqrt(np.maximum(np.einsum("nbk,kl,nbl->n", diff, self.similarity, diff), 0))
+        return np.sqrt(np.maximum(np.einsum("nbk,nbk,b->n", diff @ self.similarity, diff, self.weights), 0))
 
     def approximate_squared(self, query):
         y = self.transform(query[None])[0]
@@ -108,8 +123,9 @@ class QuadraticFormSearch(_Search):
 class NaiveQuadraticFormSearch(_Search):
     """The formula as written, one pair at a time: the reference the fast search is tested against."""
 
-    def __init__(self, vectors, similarity, *, power=1.0, blocks=1):
+    def __init__(self, vectors, similarity, *, power=1.0, blocks=1, weights=None):
         self.vectors, self.similarity, self.power, self.blocks = vectors, similarity, power, blocks
+        self.weights = _weights(weights, blocks)
 
     def distances(self, query):
         k = len(self.similarity)
@@ -117,38 +133,47 @@ class NaiveQuadraticFormSearch(_Search):
         out = np.empty(len(self.vectors))
         for i, x in enumerate(self.vectors):
             diff = (np.asarray(x, np.float64) ** self.power - q).reshape(self.blocks, k)
-            out[i] = np.sqrt(max(sum(d @ self.similarity @ d for d in diff), 0.0))
+            out[i] = np.sqrt(max(sum(w * (d @ self.similarity @ d) for w, d in zip(self.weights, diff)), 0.0))
         return out
 
 
-class L1Search(_Search):
-    """Sum of absolute differences of the shares (over all blocks)."""
+def _column_weights(weights, blocks, dimension):
+    """Block weights repeated over each block's K columns: ``(D,) float64`` (sums are taken in float64)."""
+    return np.repeat(_weights(weights, blocks), dimension // blocks)
 
-    def __init__(self, vectors):
+
+class L1Search(_Search):
+    """Sum of absolute differences of the shares (over all blocks, each block's sum times its weight)."""
+
+    def __init__(self, vectors, blocks=1, weights=None):
         self.vectors = np.asarray(vectors, np.float32)
+        self.columns = _column_weights(weights, blocks, self.vectors.shape[1])
 
     def distances(self, query):
-        return np.abs(self.vectors - query).sum(1, dtype=np.float64)
+        return np.abs(self.vectors - query) @ self.columns
 
 
 class ChiSquaredSearch(_Search):
-    """Chi-squared distance 1/2 sum (x - y)^2 / (x + y), empty bins ignored."""
+    """Chi-squared distance 1/2 sum (x - y)^2 / (x + y), empty bins ignored (each block's sum times its weight)."""
 
-    def __init__(self, vectors):
+    def __init__(self, vectors, blocks=1, weights=None):
         self.vectors = np.asarray(vectors, np.float32)
+        self.columns = _column_weights(weights, blocks, self.vectors.shape[1])
 
     def distances(self, query):
         total = self.vectors + query
         diff = (self.vectors - query) ** 2
-        return 0.5 * np.divide(diff, total, out=np.zeros_like(diff), where=total > 0).sum(1, dtype=np.float64)
+        terms = np.divide(diff, total, out=np.zeros_like(diff), where=total > 0)
+        return 0.5 * (terms @ self.columns)
 
 
 class IntersectionSearch(_Search):
-    """Histogram intersection (Swain and Ballard 1991) as a distance: blocks - sum min(x, y)."""
+    """Histogram intersection (Swain and Ballard 1991) as a distance: sum_b w_b (1 - sum min(x_b, y_b))."""
 
-    def __init__(self, vectors, blocks=1):
+    def __init__(self, vectors, blocks=1, weights=None):
         self.vectors = np.asarray(vectors, np.float32)
-        self.blocks = blocks
+        self.total = float(_weights(weights, blocks).sum())
+        self.columns = _column_weights(weights, blocks, self.vectors.shape[1])
 
     def distances(self, query):
-        return self.blocks - np.minimum(self.vectors, query).sum(1, dtype=np.float64)
+        return self.total - np.minimum(self.vectors, query) @ self.columns

@@ -54,3 +54,17 @@ def test_region_maps_cover_the_image():
         assert set(np.unique(regions)) == set(range(n))
     with pytest.raises(ValueError, match="layout"):
         region_map(3, 3, "diagonal")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_block_weights_give_regions_together_the_weight_of_the_whole_image(layout):
+    from cbir.features import block_weights
+
+    weights = block_weights(layout)
+    assert weights.shape == (n_blocks(layout),)
+    if layout.startswith("global+"):
+        assert weights[0] == 1.0
+        np.testing.assert_allclose(weights[1:].sum(), 1.0)
+        np.testing.assert_allclose(weights[1:], weights[1])
+    else:
+        np.testing.assert_array_equal(weights, 1.0)

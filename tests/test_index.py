@@ -7,6 +7,8 @@ import pytest
 
 from cbir import DatabaseError, Index
 from cbir.decode import write_image
+from cbir.features import n_blocks
+from cbir.settings import Settings
 
 
 def make_photo(seed, size=(40, 56)):
@@ -136,7 +138,7 @@ def test_other_codebook_size_needs_rebuild_and_rebuild_works(cli, photos, tmp_pa
     assert code == 0 and "added 7" in out
     with Index.open(db) as index:
         assert len(index.engine.codebook) == 32
-        assert index.engine.backend.transformed.shape == (7, 32)
+        assert index.engine.backend.transformed.shape == (7, 32 * n_blocks(Settings().layout))
 
 
 def test_database_of_another_schema_version_is_refused(cli, photos, tmp_path):

@@ -86,3 +86,42 @@ def test_comparison_distances_on_a_hand_example():
     # chi2: 1/2 * (0 + 0.0625/0.75 + 0.0625/0.25) and 1/2 * (1 + 0.25/0.25 * (1/1) ... written out:
     expected = [0.5 * (0.0625 / 0.75 + 0.0625 / 0.25), 0.5 * (0.25 / 0.5 + 0.0625 / 0.25 + 0.5625 / 1.25)]
     np.testing.assert_allclose(ChiSquaredSearch(x).distances(q), expected, rtol=1e-6)
+
+
+def test_weighted_blocks_fast_search_equals_naive_formula():
+    k, blocks = 12, 4
+    weights = [1.0, 1 / 3, 1 / 3, 1 / 3]
+    vectors = random_histograms(200, k * blocks, 11, blocks)
+    a = similarity_matrix(random_lab(k, 12), "gaussian", sigma=50.0)
+    fast = QuadraticFormSearch.build(vectors, a, power=1 / 3, blocks=blocks, weights=weights)
+    naive = NaiveQuadraticFormSearch(vectors, a, power=1 / 3, blocks=blocks, weights=weights)
+    query = random_histograms(1, k * blocks, 13, blocks)
+    for n in (5, 0):
+        (fr,), (fd,) = fast.search(query, n)
+        (nr,), (nd,) = naive.search(query, n)
+        np.testing.assert_array_equal(fr, nr)
+        np.testing.assert_allclose(fd, nd, rtol=1e-9, atol=1e-12)
+    # the weights really count: per-block distances summed by hand
+    x, q = vectors[5].astype(np.float64) ** (1 / 3), query[0].astype(np.float64) ** (1 / 3)
+    diff = (x - q).reshape(blocks, k)
+    by_hand = np.sqrt(sum(w * d @ a @ d for w, d in zip(weights, diff)))
+    np.testing.assert_allclose(naive.distances(query[0])[5], by_hand, rtol=1e-12)
+    unweighted = NaiveQuadraticFormSearch(vectors, a, power=1 / 3, blocks=blocks).distances(query[0])[5]
+    assert abs(unweighted - by_hand) > 1e-3
+
+
+def test_comparison_distances_weigh_blocks():
+    x = np.array([[0.5, 0.5, 1.0, 0.0]], np.float32)  # two blocks of two colours
+    q = np.array([0.5, 0.5, 0.0, 1.0], np.float32)
+    np.testing.assert_allclose(L1Search(x, 2, [1.0, 0.25]).distances(q), [0.5])
+    np.testing.assert_allclose(IntersectionSearch(x, 2, [1.0, 0.25]).distances(q), [0.25])
+    np.testing.assert_allclose(ChiSquaredSearch(x, 2, [1.0, 0.25]).distances(q), [0.25])
+
+
+def test_block_weights_must_match_the_blocks():
+    vectors = random_histograms(5, 8, 1, 2)
+    a = similarity_matrix(random_lab(4, 1), "gaussian")
+    with pytest.raises(ValueError, match="one per block"):
+        QuadraticFormSearch.build(vectors, a, blocks=2, weights=[1.0])
+    with pytest.raises(ValueError, match="positive"):
+        L1Search(vectors, 2, [1.0, 0.0])

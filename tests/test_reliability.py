@@ -14,6 +14,7 @@ import pytest
 from cbir import DatabaseError, DecodeError, Index
 from cbir import decode
 from cbir.check import check_database
+from cbir.features import n_blocks
 from cbir.decode import read_image, write_image
 from messy_corpus import EXPECTED, HAS_GIF, IGNORED, make_corpus, photo
 
@@ -301,7 +302,8 @@ def test_query_snapshot_does_not_mix_an_old_codebook_with_new_histograms(small_d
 
         reader.store.codebook = codebook_then_rebuild
         engine = reader.engine  # without one snapshot: 8 colours and 12-colour histograms -> "damaged"
-        assert len(engine.codebook) == 8 and engine.backend.transformed.shape[1] == 8
+        blocks = n_blocks(engine.settings.layout)
+        assert len(engine.codebook) == 8 and engine.backend.transformed.shape[1] == 8 * blocks
     with Index.open(small_db) as fresh:
         assert len(fresh.engine.codebook) == 12
 

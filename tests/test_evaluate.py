@@ -1,0 +1,198 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from cbir import Index
+from cbir.decode import write_image
+from cbir.evaluate import (DISTANCES, EvaluationError, average_precision, average_precisions, precision_at,
+                           ranking_metrics, read_labels, run_experiment)
+
+from conftest import WANG, require
+
+
+# --- metrics against hand-worked rankings ------------------------------------------------------------------
+def test_average_precision_of_a_ranking_worked_out_by_hand():
+    # relevant at ranks 1, 3 and 6: precisions 1/1, 2/3, 3/6
+    relevant = [True, False, True, False, False, True]
+    assert average_precision(relevant) == pytest.approx((1 + 2 / 3 + 3 / 6) / 3)
+    # a fourth relevant item that the ranking never reaches counts as precision 0
+    assert average_precision(relevant, n_relevant=4) == pytest.approx((1 + 2 / 3 + 3 / 6) / 4)
+    assert precision_at(relevant, 1) == 1.0
+    assert precision_at(relevant, 2) == 0.5
+    assert precision_at(relevant, 6) == 0.5
+    assert precision_at(relevant, 10) == pytest.approx(0.3)  # places beyond the ranking are not relevant
+    assert average_precision([False, False]) == 0.0
+    assert average_precision([1, 1, 1]) == 1.0
+
+
+def test_ranking_metrics_with_labels_worked_out_by_hand():
+    labels = np.array(["a", "a", "b", "a", "b"])
+    # query 0 (a): ranks 2(b) 1(a) 3(a) 4(b) -> relevant at ranks 2, 3: AP = (1/2 + 2/3) / 2
+    # query 2 (b): ranks 4(b) 0 1 3 -> AP = 1
+    rankings = np.array([[2, 1, 3, 4], [4, 0, 1, 3]])
+    measured = ranking_metrics(rankings, labels, [0, 2], ks=(1, 2))
+    np.testing.assert_allclose(measured["ap"], [(1 / 2 + 2 / 3) / 2, 1.0])
+    np.testing.assert_allclose(measured["p@1"], [0.0, 1.0])
+    np.testing.assert_allclose(measured["p@2"], [0.5, 0.5])
+    assert not measured["no_relevant"].any()
+
+
+def naive_average_precision(ranked_labels, query_label, n_relevant):
+    """AP as in the TREC definition, one item at a time."""
+    hits, total = 0, 0.0
+    for rank, label in enumerate(ranked_labels, 1):
+        if label == query_label:
+            hits += 1
+            total += hits / rank
+    return total / n_relevant if n_relevant else 0.0
+
+
+def test_vectorised_metrics_equal_a_naive_implementation():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 5, 60)
+    queries = np.arange(60)
+    rankings = np.array([rng.permutation(np.delete(np.arange(60), q)) for q in queries])
+    measured = ranking_metrics(rankings, labels, queries)
+    for q in queries:
+        n_relevant = int((labels == labels[q]).sum()) - 1
+        ranked = labels[rankings[q]]
+        assert measured["ap"][q] == pytest.approx(naive_average_precision(ranked, labels[q], n_relevant))
+        assert measured["p@10"][q] == pytest.approx(sum(ranked[:10] == labels[q]) / 10)
+
+
+def test_metrics_validate_their_input():
+    with pytest.raises(ValueError, match="booleans"):
+        average_precision([0.5, 1.0])
+    with pytest.raises(ValueError, match="count every relevant item"):
+        average_precision([True, True], n_relevant=1)
+    with pytest.raises(ValueError, match="positive integer"):
+        precision_at([True], 0)
+    with pytest.raises(ValueError, match=r"\(Q, M\)"):
+        average_precisions([True, False])
+
+
+# --- the runner and the command on a generated labelled collection -----------------------------------------------
+HUES = {"red": (200, 40, 40), "green": (40, 170, 60), "blue": (40, 60, 200)}
+
+
+def make_labelled(folder, per_label=4, seed=0):
+    """Images of one colour per label (a random shade, a darker lower part, noise), and labels.csv."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for label, colour in HUES.items():
+        for i in range(per_label):
+            image = np.empty((32, 40, 3), np.float64)
+            image[:] = np.array(colour) + rng.normal(0, 12, 3)
+            image[rng.integers(8, 24):] *= 0.8  # a darker lower part
+            image = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
+            name = f"{label}_{i}.png"
+            write_image(folder / name, image)
+            rows.append((name, label))
+    labels = folder / "labels.csv"
+    with open(labels, "w", newline="") as handle:
+        csv.writer(handle).writerows([("path", "label"), *rows])
+    return labels
+
+
+def test_evaluate_command_json_on_a_generated_collection(cli, tmp_path):
+    labels = make_labelled(tmp_path / "set")
+    code, out, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--colors", 8, "--distance", "all",
+                         "--json")
+    assert code == 0, err
+    report = json.loads(out)  # one JSON document and nothing else on stdout
+    assert report["images"] == 12 and report["labels"] == 3 and report["failed"] == []
+    assert report["settings"]["colors"] == 8
+    assert [r["distance"] for r in report["results"]] == list(DISTANCES)
+    for result in report["results"]:
+        assert result["queries"] == 12
+        assert set(result["ap_per_label"]) == set(HUES)
+        assert result["map"] == pytest.approx(1.0)  # one dominant colour per label: every ranking is perfect
+        assert result["query_seconds"] >= 0
+    assert report["index_seconds"] > 0
+
+
+def test_runner_equals_ranking_by_hand_with_the_index(tmp_path):
+    """MAP from the runner equals MAP computed independently from Index.search rankings (labels that colour does
+    not separate, so the rankings are far from perfect)."""
+    folder = tmp_path / "set"
+    make_labelled(folder, per_label=5, seed=1)
+    rng = np.random.default_rng(5)
+    names = sorted(p.name for p in folder.glob("*.png"))
+    shuffled = dict(zip(names, rng.permutation(["x"] * 5 + ["y"] * 5 + ["z"] * 5)))
+    with open(folder / "mixed.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("path", "label"), *shuffled.items()])
+    db = tmp_path / "e.db"
+    report = run_experiment(folder, folder / "mixed.csv", db=db, settings={"colors": 8})
+    result = report["results"][0]
+    aps, p10 = [], []
+    with Index.open(db) as index:
+        for name, label in shuffled.items():
+            ranked = [r.path for r in index.search(str(folder / name), n=0)]
+            ranked = [shuffled[p.rsplit("/", 1)[-1]] for p in ranked if not p.endswith("/" + name)]
+            aps.append(naive_average_precision(ranked, label, 4))
+            p10.append(sum(r == label for r in ranked[:10]) / 10)
+    assert result["map"] == pytest.approx(np.mean(aps))
+    assert result["p@10"] == pytest.approx(np.mean(p10))
+    assert result["map"] < 0.9
+
+
+def test_evaluate_command_table_and_errors(cli, tmp_path):
+    labels = make_labelled(tmp_path / "set", per_label=2)
+    code, out, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--colors", 8, "--quiet")
+    assert code == 0, err
+    assert "MAP" in out and "P@10" in out and "AP per label" in out and err == ""
+    code, _, err = cli("evaluate", tmp_path / "set", "--labels", tmp_path / "none.csv")
+    assert code == 1 and err.startswith("Error:") and "cannot read" in err
+    code, _, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--distance", "cosine")
+    assert code == 2 and "cosine" in err
+
+
+def test_evaluate_with_a_kept_database_reuses_it(cli, tmp_path):
+    labels = make_labelled(tmp_path / "set", per_label=2)
+    db = tmp_path / "kept.db"
+    code, out, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--colors", 8, "--db", db, "--json")
+    first = json.loads(out)
+    assert code == 0 and first["indexed"] == 6 and db.exists()
+    code, out, _ = cli("evaluate", tmp_path / "set", "--labels", labels, "--db", db, "--power", 0.5, "--json")
+    second = json.loads(out)
+    assert code == 0 and second["indexed"] == 0 and second["index_seconds"] is None
+    assert second["settings"]["colors"] == 8 and second["settings"]["power"] == 0.5
+    code, _, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--db", db, "--colors", 4)
+    assert code == 1 and "--rebuild" in err
+    code, out, _ = cli("evaluate", tmp_path / "set", "--labels", labels, "--db", db, "--colors", 4, "--rebuild",
+                       "--json")
+    assert code == 0 and json.loads(out)["settings"]["colors"] == 4
+
+
+def test_labels_file_problems_are_explained(tmp_path):
+    folder = tmp_path / "set"
+    labels = make_labelled(folder, per_label=2)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,class\nred_0.png,red\n")
+    with pytest.raises(EvaluationError, match="columns path,label"):
+        read_labels(folder, bad)
+    bad.write_text("path,label\nred_0.png,red\nnope.png,red\n")
+    with pytest.raises(EvaluationError, match="not in .*nope.png"):
+        read_labels(folder, bad)
+    bad.write_text("path,label\nred_0.png,red\nred_0.png,red\n")
+    with pytest.raises(EvaluationError, match="listed twice"):
+        read_labels(folder, bad)
+    bad.write_text("path,label\nred_0.png,red\nred_1.png,blue\n")
+    with pytest.raises(EvaluationError, match="same label"):
+        read_labels(folder, bad)
+    collection = read_labels(folder, labels)
+    assert len(collection.paths) == 6 and collection.labels[:2] == ["red", "red"]
+
+
+# --- the bar on real data ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_defaults_reach_the_goal_on_wang():
+    """Default settings, quadratic-form ranking: MAP >= 0.56 and P@10 >= 0.76 on Corel/Wang 1000."""
+    wang = require(WANG)
+    report = run_experiment(wang, wang / "labels.csv")
+    result = report["results"][0]
+    assert report["images"] == 1000 and result["queries"] == 1000 and result["distance"] == "qfd"
+    assert result["map"] >= 0.56 and result["p@10"] >= 0.76, result
