@@ -12,11 +12,11 @@ import numpy as np
 from .colour import distinct_colours, from_space, group_colours, srgb_to_lab, to_space
 from .kmeans import weighted_kmeans
 
-N_INIT = 3  # k-means++ restarts on the coarse bins
+RESTART_BUDGET = 80  # k-means++ restarts on the coarse bins: about this many centres seeded in all (see restarts)
 COARSE_BITS = 4  # bits per channel of the coarse bins: at most 4096, a few hundred occupied in a photo
 REFINE_BITS = (5,)  # finer bins on the way to the exact colours
 REFINE_ITER = 10  # Lloyd steps at most on each finer level
-FINAL_ITER = 3  # Lloyd steps at most on the distinct colours
+FINAL_ITER = 5  # Lloyd steps at most on the distinct colours
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,12 @@ def quantize(image, k, *, space="lab", seed=0, init=None):
     )
 
 
+def restarts(k):
+    """k-means++ restarts for k colours: many for small palettes, whose few local optima differ a lot (and whose
+    restarts are cheap), one for large ones, whose many optima are all close (docs/benchmarks.md)."""
+    return max(1, min(10, round(RESTART_BUDGET / k)))
+
+
 def kmeans_palette(colours, counts, k, *, space="lab", seed=0, init=None):
     """Weighted k-means over colours, coarse to fine: the quantization core, shared by images and codebooks.
 
@@ -118,7 +124,7 @@ def kmeans_palette(colours, counts, k, *, space="lab", seed=0, init=None):
     if init is not None:
         return weighted_kmeans(points, counts, int(k), init=init)
     coarse_colours, coarse_counts = group_colours(colours, counts, COARSE_BITS)
-    result = weighted_kmeans(to_space(coarse_colours, space), coarse_counts, int(k), seed=seed, n_init=N_INIT)
+    result = weighted_kmeans(to_space(coarse_colours, space), coarse_counts, int(k), seed=seed, n_init=restarts(k))
     for bits in REFINE_BITS:
         binned, binned_counts = group_colours(colours, counts, bits)
         result = weighted_kmeans(to_space(binned, space), binned_counts, int(k), init=result.centres,
