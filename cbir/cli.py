@@ -248,6 +248,8 @@ def index_command(
     sigma: SigmaOption = None,
     power: PowerOption = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Relearn the codebook and redo every histogram.")] = False,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", min=1, help="Processes decoding images (default: one per CPU core).")] = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ):
@@ -258,11 +260,13 @@ def index_command(
     batches are kept; run again to complete).
     """
     from .index import Index
+    from .indexer import default_workers
 
     overrides = dict(colors=colors, layout=layout, space=space, min_side=min_side, sample=sample, kernel=kernel,
                      sigma=sigma, power=power)
     with Index.open(db, create=True) as index, ProgressBar("indexing", not (quiet or json_output)) as progress:
-        report = index.add(paths, settings=overrides, rebuild=rebuild, progress=progress)
+        report = index.add(paths, settings=overrides, rebuild=rebuild, progress=progress,
+                           workers=workers or default_workers())
     if json_output:
         print_json({"database": str(db), "added": report.added, "updated": report.updated,
                     "unchanged": report.unchanged, "removed": report.removed, "failed": report.failed,

@@ -4,8 +4,17 @@ A pixel goes to its nearest codebook colour (CIELAB) through a lookup table over
 codebook. A spatial layout splits the image into regions, each with its own histogram (shares that sum to 1);
 "global+" layouts add the whole-image histogram as one more block. Blocks are compared with weights
 (:func:`block_weights`): in a "global+" layout the regions together weigh as much as the whole-image block.
+
+Counting runs through OpenCV when it can (:func:`region_counts`): about four times faster than the numpy
+formulation, with identical counts (tests/test_features.py checks both on every layout). The numpy formulation
+stays as the reference and as the fallback for what the fast path does not cover.
 """
 
+import functools
+import sys
+import weakref
+
+import cv2
 import numpy as np
 
 from .colour import bin_centres, bin_index, to_space
@@ -26,19 +35,29 @@ def lookup_table(codebook, space="lab", bits=LUT_BITS):
 
     Returns
     -------
-    lut : (2**(3*bits),) int32, index into ``codebook``
+    lut : (2**(3*bits),) int32, index into ``codebook``, read-only (so the fast path may cache what it derives
+        from it)
     """
-    return nearest_centre(to_space(bin_centres(bits), space), codebook)
+    lut = nearest_centre(to_space(bin_centres(bits), space), codebook)
+    lut.flags.writeable = False
+    return lut
 
 
+@functools.lru_cache(maxsize=8)
 def region_map(height, width, layout):
-    """Region of every pixel for a layout (without its "global+" block).
+    """Region of every pixel for a layout (without its "global+" block). Cached per (height, width, layout).
 
     Returns
     -------
-    regions : (height, width) int32 in 0 .. n_regions - 1
+    regions : (height, width) int32 in 0 .. n_regions - 1, read-only
     n_regions : int
     """
+    regions, n_regions = _region_map(height, width, layout)
+    regions.flags.writeable = False
+    return regions, n_regions
+
+
+def _region_map(height, width, layout):
     base = layout.removeprefix("global+")
     if base == "global":
         return np.zeros((height, width), np.int32), 1
@@ -92,10 +111,84 @@ def histogram(image, lut, n_colors, layout="global", bits=LUT_BITS):
     -------
     hist : (B * K,) float32, B = :func:`n_blocks`; each block holds shares that sum to 1
     """
-    labels = lut[bin_index(image, bits)]
-    regions, n_regions = region_map(image.shape[0], image.shape[1], layout)
-    counts = np.bincount((regions * n_colors + labels).ravel(), minlength=n_regions * n_colors)
-    counts = counts.reshape(n_regions, n_colors).astype(np.float64)
+    counts = region_counts(image, lut, n_colors, layout, bits).astype(np.float64)
     if layout.startswith("global+"):
         counts = np.vstack([counts.sum(0, keepdims=True), counts])
     return (counts / np.maximum(counts.sum(1, keepdims=True), 1)).astype(np.float32).ravel()
+
+
+def region_counts(image, lut, n_colors, layout="global", bits=LUT_BITS, method="auto"):
+    """Pixels of each codebook colour in each region: ``(n_regions, K) int64``.
+
+    ``method``: "numpy" (the reference: bin index, LUT gather, bincount), "opencv" (the same counts through OpenCV
+    kernels, see :func:`_opencv_counts`) or "auto" (OpenCV whenever it applies, else numpy).
+    """
+    if method not in ("auto", "numpy", "opencv"):
+        raise ValueError(f"unknown method {method!r}; choose auto, numpy or opencv")
+    if method != "numpy" and _opencv_applies(image, lut, n_colors, layout, bits):
+        return _opencv_counts(image, lut, n_colors, layout, bits)
+    if method == "opencv":
+        raise ValueError("the OpenCV path needs a read-only LUT from lookup_table, bits <= 7, a uint8 (H, W, 3) "
+                         "image under 2**24 pixels and sides under 32767")
+    labels = lut[bin_index(image, bits)]
+    regions, n_regions = region_map(image.shape[0], image.shape[1], layout)
+    counts = np.bincount((regions * n_colors + labels).ravel(), minlength=n_regions * n_colors)
+    return counts.reshape(n_regions, n_colors)
+
+
+# --- the OpenCV path ------------------------------------------------------------------------------------------
+# 1. RGB -> RGBA, and viewing each pixel as one little-endian uint32 0xAABBGGRR;
+# 2. (v >> (8 - bits)) & mask keeps the top bits of R, G and B in bytes 0..2 and clears byte 3, so each pixel read
+#    as two int16 is (x, y) = (r' + 256 g', b');
+# 3. cv2.remap (nearest) gathers the codebook label at (x, y) from the LUT laid out as a 2-D image;
+# 4. cv2.calcHist counts label + K * (region + n_regions * lane), lane = column % 4, then the lanes are summed:
+#    neighbouring pixels mostly share a label, and counting them into four different bins avoids a chain of
+#    increments of one counter (1.6x faster counting). calcHist counts in float32, exact below 2**24 pixels.
+LANES = 4
+
+
+def _opencv_applies(image, lut, n_colors, layout, bits):
+    return (sys.byteorder == "little" and isinstance(image, np.ndarray) and image.dtype == np.uint8
+            and image.ndim == 3 and image.shape[2] == 3 and 0 < image.shape[0] * image.shape[1] < 1 << 24
+            and max(image.shape[:2]) < 32767 and isinstance(lut, np.ndarray) and not lut.flags.writeable
+            and 1 <= bits <= 7 and len(lut) == 1 << (3 * bits) and LANES * 9 * n_colors < 1 << 16)
+
+
+def _opencv_counts(image, lut, n_colors, layout, bits):
+    height, width = image.shape[:2]
+    packed = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2RGBA).view(np.uint32)
+    np.right_shift(packed, 8 - bits, out=packed)
+    np.bitwise_and(packed, ((1 << bits) - 1) * 0x010101, out=packed)
+    labels = cv2.remap(_remap_table(lut, bits), packed.view(np.int16).reshape(height, width, 2), None,
+                       cv2.INTER_NEAREST)
+    offsets, n_regions = _bin_offsets(height, width, layout, n_colors)
+    n_bins = LANES * n_regions * n_colors
+    counts = cv2.calcHist([cv2.add(labels, offsets)], [0], None, [n_bins], [0, n_bins])
+    return counts.reshape(LANES, n_regions, n_colors).sum(0, dtype=np.int64)
+
+
+_REMAP_TABLES = {}  # id(lut) -> (weak reference to lut, bits, table); entries go when their LUT goes
+
+
+def _remap_table(lut, bits):
+    """The LUT as a ``(2**bits, 257 * (2**bits - 1) + 1) uint16`` image: label of (r, g, b) at (r + 256 g, b)."""
+    entry = _REMAP_TABLES.get(id(lut))
+    if entry is not None and entry[0]() is lut and entry[1] == bits:
+        return entry[2]
+    n = 1 << bits
+    r, g, b = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
+    table = np.zeros((n, 257 * (n - 1) + 1), np.uint16)
+    table[b, r + 256 * g] = lut[(r << (2 * bits)) | (g << bits) | b]
+    key = id(lut)
+    _REMAP_TABLES[key] = (weakref.ref(lut, lambda _: _REMAP_TABLES.pop(key, None)), bits, table)
+    return table
+
+
+@functools.lru_cache(maxsize=8)
+def _bin_offsets(height, width, layout, n_colors):
+    """``n_colors * (region + n_regions * (column % LANES))`` of every pixel: ``(height, width) uint16``."""
+    regions, n_regions = region_map(height, width, layout)
+    lanes = np.arange(width) % LANES
+    offsets = (n_colors * (regions + n_regions * lanes[None, :])).astype(np.uint16)
+    offsets.flags.writeable = False
+    return offsets, n_regions

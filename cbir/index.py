@@ -113,9 +113,9 @@ class Index:
             self._engine = load_engine(self.store, self.ranking)
         return self._engine
 
-    def add(self, paths, *, settings=None, rebuild=False, progress=None):
+    def add(self, paths, *, settings=None, rebuild=False, progress=None, workers=1):
         """Index the image files under ``paths`` incrementally; see :func:`cbir.indexer.index_paths`."""
-        report = index_paths(self.store, paths, settings, rebuild=rebuild, progress=progress)
+        report = index_paths(self.store, paths, settings, rebuild=rebuild, progress=progress, workers=workers)
         self._engine = None
         return report
 

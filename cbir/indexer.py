@@ -4,13 +4,22 @@ Incremental: a file whose size and modification time are unchanged is skipped wi
 is re-read and re-done if its content hash changed; files gone from the indexed folders are removed. A bad file
 is recorded in ``failures`` with its reason and never stops the run. Batches are written in one transaction
 each, so an interrupted run keeps every finished batch and the next run completes the rest.
+
+With ``workers`` > 1, files are read, hashed, decoded and histogrammed in worker processes while this process
+stays the single SQLite writer; results come back in file order, so the database is the same as with one process.
 """
 
+import concurrent.futures
 import errno
 import hashlib
+import multiprocessing
 import os
+import signal
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+
+import cv2
 
 from .codebook import empty_pool, learn_codebook, pool_colours
 from .decode import IMAGE_EXTENSIONS, decode_image, header_size, read_bytes, read_image
@@ -19,6 +28,11 @@ from .features import LUT_BITS, histogram, lookup_table
 from .settings import Settings, SettingsError
 
 BATCH_SIZE = 256
+PARALLEL_MIN_FILES = 64  # fewer files to read than this: one process (starting workers would cost more)
+WORKER_CHUNK = 16  # files per task sent to a worker
+# Workers are forked from a clean single-threaded server process: forking this process itself can deadlock a child
+# on locks held by OpenCV's or OpenBLAS's threads (seen: cv2.setNumThreads hanging in a forked child).
+START_METHOD = "forkserver"
 CODEBOOK_MIN_SIDE = 64  # colour statistics for the codebook need few pixels: decode large JPEGs small
 
 
@@ -161,7 +175,15 @@ def describe(path, settings, lut, n_colors, known_sha256=None):
     return sha256, (width, height, histogram(image, lut, n_colors, settings.layout))
 
 
-def index_paths(store, roots, overrides=None, *, rebuild=False, progress=None):
+def default_workers():
+    """Worker processes used when none is asked for: one per CPU this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def index_paths(store, roots, overrides=None, *, rebuild=False, progress=None, workers=1):
     """Bring the index in ``store`` in step with the image files under ``roots``.
 
     Parameters
@@ -171,6 +193,7 @@ def index_paths(store, roots, overrides=None, *, rebuild=False, progress=None):
     overrides : dict of Settings fields to change (None values are ignored)
     rebuild : relearn the codebook and recompute every histogram
     progress : callable(done, total) or None, called as files are processed
+    workers : processes that read and describe files (1: all in this process); the result is the same
 
     Returns
     -------
@@ -195,14 +218,14 @@ def index_paths(store, roots, overrides=None, *, rebuild=False, progress=None):
             store.set_meta({"settings": settings.to_dict()})  # ranking settings changed: no new histograms needed
         codebook = store.codebook()
         lut = lookup_table(codebook, settings.space)
-        _update(store, roots, files, problems, settings, lut, len(codebook), report, progress)
+        _update(store, roots, files, problems, settings, lut, len(codebook), report, progress, workers)
     finally:
         store.unlock()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _update(store, roots, files, problems, settings, lut, n_colors, report, progress):
+def _update(store, roots, files, problems, settings, lut, n_colors, report, progress, workers=1):
     known = store.known_images()
     known_failures = store.known_failures()
     abs_roots = [os.path.abspath(r) for r in roots]
@@ -230,12 +253,12 @@ def _update(store, roots, files, problems, settings, lut, n_colors, report, prog
     store.write_batch(failures=failures, removed=removed)
 
     records, failures, touched = [], [], []
+    jobs = [(path, entry[3] if entry else None) for path, _, _, entry in todo]
     try:
-        for done, (path, stored, stat, entry) in enumerate(todo, 1):
-            try:
-                sha256, described = describe(path, settings, lut, n_colors, entry[3] if entry else None)
-            except CbirError as error:
-                reason = str(error).removeprefix(f"{path}: ")
+        for done, ((path, stored, stat, entry), (sha256, described, error)) in enumerate(
+                zip(todo, _describe_all(jobs, settings, lut, n_colors, workers)), 1):
+            if error is not None:
+                reason = error.removeprefix(f"{path}: ")
                 failures.append((stored, reason, stat.st_size, stat.st_mtime_ns))
                 report.failures.append((path, reason))
             else:
@@ -255,4 +278,58 @@ def _update(store, roots, files, problems, settings, lut, n_colors, report, prog
                 progress(done, len(todo))
     except KeyboardInterrupt:
         report.interrupted = True
+    except BrokenProcessPool:
+        store.write_batch(records, failures, touched)
+        raise CbirError("a worker process died (out of memory, or killed); the images finished so far are kept: "
+                        "run the same command again, with --workers 1 to find a file that crashes it") from None
     store.write_batch(records, failures, touched)
+
+
+def _describe_all(jobs, settings, lut, n_colors, workers):
+    """``(sha256, described, error message)`` of every ``(path, known sha256)`` job, in order; see :func:`describe`.
+
+    In this process, or in ``workers`` processes that ignore SIGINT, so Ctrl-C interrupts this process only, which
+    stops them and keeps what is finished.
+    """
+    if workers <= 1 or len(jobs) < PARALLEL_MIN_FILES:
+        for job in jobs:
+            yield _describe_job(job, settings, lut, n_colors)
+        return
+    context = multiprocessing.get_context(START_METHOD if START_METHOD in multiprocessing.get_all_start_methods()
+                                          else "spawn")
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(["cbir.indexer"])  # imported once in the server, not in every worker
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context,
+                                                initializer=_init_worker,
+                                                initargs=(settings, lut, n_colors)) as pool:
+        results = pool.map(_describe_in_worker, jobs, chunksize=WORKER_CHUNK)
+        try:
+            yield from results
+        finally:
+            results.close()  # cancels what has not started (Ctrl-C, an error): shutdown then waits for the rest
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _describe_job(job, settings, lut, n_colors):
+    path, known_sha256 = job
+    try:
+        return (*describe(path, settings, lut, n_colors, known_sha256), None)
+    except CbirError as error:
+        return None, None, str(error)
+
+
+_worker_context = None  # (settings, lut, n_colors) of this worker process
+
+
+def _init_worker(settings, lut, n_colors):
+    global _worker_context
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.setNumThreads(1)  # one core per worker process
+    if lut.flags.writeable:  # a copy sent to a spawned worker: read-only again, so the fast histogram path applies
+        lut = lut.copy()
+        lut.flags.writeable = False
+    _worker_context = (settings, lut, n_colors)
+
+
+def _describe_in_worker(job):
+    return _describe_job(job, *_worker_context)

@@ -21,6 +21,27 @@ def _top(distances, n):
     return candidates[np.lexsort((candidates, distances[candidates]))]
 
 
+def _smallest(values, m):
+    """Indices of the ``m`` smallest of ``values (N,)``, in no particular order: ``(min(m, N),) int64``.
+
+    A strided sample of at least 64 m values gives a threshold first: the m-th smallest of a subset is never below
+    the m-th smallest of the whole, so the values at or below it include the m smallest, and only those few
+    (about 64 m) are partitioned. Over a million values this is about 10x faster than one argpartition.
+    """
+    total = len(values)
+    if m >= total:
+        return np.arange(total)
+    stride = total // (64 * m)
+    if stride > 1:
+        threshold = np.partition(values[::stride], m - 1)[m - 1]
+        candidates = np.flatnonzero(values <= threshold)
+    else:
+        candidates = np.arange(total)
+    if len(candidates) > m:
+        candidates = candidates[np.argpartition(values[candidates], m - 1)[:m]]
+    return candidates
+
+
 class _Search:
     """Shared plumbing: ``search`` ranks every query against the stored vectors with ``distances``."""
 
@@ -70,6 +91,7 @@ class QuadraticFormSearch(_Search):
         self.blocks = blocks
         self.weights = _weights(weights, blocks)
         self.factor = factor(similarity).astype(np.float32)
+        self._half_norms = None
 
     @classmethod
     def build(cls, vectors, similarity, *, power=1.0, blocks=1, weights=None, chunk=1 << 16):
@@ -85,6 +107,32 @@ class QuadraticFormSearch(_Search):
         search.transformed = transformed
         search.squared_norms = np.einsum("nd,nd->n", transformed, transformed)
         return search
+
+    QUERY_GROUP = 16  # queries ranked together: one pass over the matrix (a GEMM) serves all of them
+
+    def search(self, queries, n=10):
+        """Rank the stored vectors for each query; see :meth:`_Search.search`. Queries are ranked in groups, each
+        group one matrix product over the stored vectors (memory traffic is the cost, not arithmetic)."""
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        total = len(self.vectors)
+        n = min(n, total) if n else total
+        if self._half_norms is None:
+            self._half_norms = 0.5 * self.squared_norms
+        results = []
+        for start in range(0, len(queries), self.QUERY_GROUP):
+            group = queries[start : start + self.QUERY_GROUP]
+            # ||y_i - q||^2 / 2 - ||q||^2 / 2 = ||y_i||^2 / 2 - y_i . q orders the rows as the distance does.
+            scores = self.transform(group) @ self.transformed.T if n < total else None
+            for j, query in enumerate(group):
+                if n == total:
+                    rows = np.arange(total)
+                else:
+                    # Candidates from the float32 product, with room for rounding; then exact float64 scores.
+                    rows = _smallest(np.subtract(self._half_norms, scores[j], out=scores[j]), max(2 * n, n + 32))
+                d = self.exact(rows, query)
+                order = np.lexsort((rows, d))[:n]
+                results.append((rows[order], d[order]))
+        return [r[0] for r in results], [r[1] for r in results]
 
     def transform(self, x):
         """``(M, B*K)`` raw shares -> ``(M, B*K) float32`` vectors whose Euclidean distance is the QFD."""
@@ -106,18 +154,6 @@ class QuadraticFormSearch(_Search):
     def approximate_squared(self, query):
         y = self.transform(query[None])[0]
         return np.maximum(self.squared_norms - 2 * (self.transformed @ y) + y @ y, 0)
-
-    def _search_one(self, query, n):
-        total = len(self.vectors)
-        n = min(n, total) if n else total
-        if n == total:
-            rows = np.arange(total)
-        else:
-            # Candidates from the float32 product, with room for rounding; then exact float64 scores.
-            rows = _top(self.approximate_squared(query), min(total, max(2 * n, n + 32)))
-        d = self.exact(rows, query)
-        order = np.lexsort((rows, d))[:n]
-        return rows[order], d[order]
 
 
 class NaiveQuadraticFormSearch(_Search):

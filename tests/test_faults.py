@@ -36,6 +36,7 @@ def slow_describe(*args, **kwargs):
     return real_describe(*args, **kwargs)
 
 indexer.describe = slow_describe
+indexer.default_workers = lambda: 1  # the slowed describe is patched in this process only
 from cbir.cli import app
 app(sys.argv[1:], prog_name="cbir")
 """

@@ -68,3 +68,45 @@ def test_block_weights_give_regions_together_the_weight_of_the_whole_image(layou
         np.testing.assert_allclose(weights[1:], weights[1])
     else:
         np.testing.assert_array_equal(weights, 1.0)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("n_colors", [3, 64, 300])
+def test_opencv_counts_equal_the_numpy_reference(layout, n_colors):
+    from cbir.features import region_counts
+
+    rng = np.random.default_rng(n_colors)
+    codebook = to_space(rng.integers(0, 256, (n_colors, 3)).astype(np.float32), "lab")
+    lut = lookup_table(codebook, "lab")
+    smooth = np.clip(np.mgrid[0:37, 0:53][1][..., None] * [5, 3, 1] + rng.normal(0, 20, (37, 53, 3)), 0, 255)
+    images = [rng.integers(0, 256, (31, 45, 3)).astype(np.uint8), smooth.astype(np.uint8),
+              np.full((1, 1, 3), 255, np.uint8), np.zeros((7, 2, 3), np.uint8)]
+    for image in images:
+        reference = region_counts(image, lut, n_colors, layout, method="numpy")
+        np.testing.assert_array_equal(region_counts(image, lut, n_colors, layout, method="opencv"), reference)
+        assert reference.sum() == image.shape[0] * image.shape[1]
+
+
+@pytest.mark.parametrize("bits", [1, 4, 7])
+def test_opencv_counts_equal_the_numpy_reference_for_other_lut_sizes(photo, bits):
+    from cbir.features import region_counts
+
+    codebook = to_space(np.array([[0, 0, 0], [255, 255, 255], [200, 50, 50]], np.float32), "lab")
+    lut = lookup_table(codebook, "lab", bits=bits)
+    np.testing.assert_array_equal(region_counts(photo, lut, 3, "2x2", bits, method="opencv"),
+                                  region_counts(photo, lut, 3, "2x2", bits, method="numpy"))
+
+
+def test_writable_lut_or_odd_image_takes_the_numpy_path(photo):
+    from cbir.features import region_counts
+
+    codebook = to_space(np.array([[0, 0, 0], [255, 255, 255]], np.float32), "lab")
+    lut = lookup_table(codebook, "lab")
+    assert not lut.flags.writeable
+    writable = lut.copy()
+    np.testing.assert_array_equal(histogram(photo, writable, 2), histogram(photo, lut, 2))
+    with pytest.raises(ValueError, match="read-only LUT"):
+        region_counts(photo, writable, 2, method="opencv")
+    strided = photo[::2, ::3]  # not contiguous: still the fast path, same counts
+    np.testing.assert_array_equal(region_counts(strided, lut, 2, method="opencv"),
+                                  region_counts(strided, lut, 2, method="numpy"))

@@ -1,0 +1,165 @@
+"""Query latency and opening cost of large indexes, side by side with the memory-bandwidth floor.
+
+For each N (indexed images) and K (codebook size) an index of synthetic but valid histograms (shares that sum to 1,
+sparse like photos) is written through cbir.storage once and kept in --cache. Then, in a fresh process per index:
+
+- opening: ``load_engine`` (SQLite -> matrix -> transformed matrix) wall time and peak resident memory above the
+  process's resident memory just before, against the bytes of the histogram matrix;
+- per query, interleaved and repeated: the floor (one numpy float32 matrix-vector product over the same transformed
+  matrix, ``Y @ y``; and the same product written as a 1-row GEMM, ``y[None] @ Y.T``, which OpenBLAS runs faster
+  at K=256), cbir's ``backend.search(q, 10)`` (exact float64 distances), and the naive per-pair formula on a slice,
+  scaled to N;
+- recall of cbir's top 10 against a float64 full ranking (must be 1.0).
+
+    python tests/benchmarks/bench_query.py [--sizes 10000,100000,1000000] [--ks 64,256] [--queries 25]
+                                           [--cache /tmp/cbir-bench-query]
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def status(field):
+    """A field of /proc/self/status in bytes (VmRSS, VmHWM)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def reset_peak():
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so the peak of one step can be read."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
+def synthetic_histograms(rng, count, k):
+    """Sparse, valid colour histograms: a few dominant colours per image, shares summing to 1."""
+    x = rng.gamma(0.08, size=(count, k)).astype(np.float32)
+    x[np.arange(count), rng.integers(0, k, count)] += 0.05  # no empty histograms
+    return x / x.sum(1, keepdims=True)
+
+
+def make_index(path, n, k, seed=0):
+    from cbir.settings import Settings
+    from cbir.storage import Store
+
+    rng = np.random.default_rng(seed)
+    codebook = np.column_stack([rng.uniform(10, 95, k), rng.uniform(-60, 60, k), rng.uniform(-60, 60, k)])
+    partial = path + ".partial"
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(partial + suffix):
+            os.unlink(partial + suffix)
+    started = time.perf_counter()
+    with Store.open(partial, create=True) as store:
+        store.replace_codebook(codebook.astype(np.float32), ["#808080"] * k, np.full(k, 1 / k),
+                               Settings(colors=k).to_dict())
+        for start in range(0, n, 20000):
+            count = min(20000, n - start)
+            vectors = synthetic_histograms(rng, count, k)
+            store.write_batch([(f"photos/{i:07d}.jpg", 30000, i, f"{i:064x}", 256, 256, v)
+                               for i, v in zip(range(start, start + count), vectors)])
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    os.replace(partial, path)
+    print(f"# wrote {path}: {n} x {k} in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+
+
+def measure(path, queries, seed=1):
+    """Run in a fresh process: open the index, then time the queries. Prints one JSON document."""
+    from cbir.index import load_engine
+    from cbir.search import NaiveQuadraticFormSearch
+    from cbir.storage import Store
+
+    store = Store.open(path)
+    before = status("VmRSS")
+    reset_peak()
+    started = time.perf_counter()
+    engine = load_engine(store)
+    open_seconds = time.perf_counter() - started
+    peak = status("VmHWM") - before
+    backend = engine.backend
+    n, d = backend.vectors.shape
+    rng = np.random.default_rng(seed)
+    k = len(engine.codebook)
+    qs = synthetic_histograms(rng, queries, k)
+    y_all = backend.transform(qs)
+    times = {"gemv": [], "gemm1": [], "cbir": []}
+    for q, y in zip(qs, y_all):
+        for name, run in (("gemv", lambda: backend.transformed @ y),
+                          ("gemm1", lambda: y[None] @ backend.transformed.T),
+                          ("cbir", lambda: backend.search(q[None], 10))):
+            t = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t)
+    group = qs[:16]
+    t = time.perf_counter()
+    backend.search(group, 10)
+    grouped = (time.perf_counter() - t) / len(group)
+    # Naive per-pair formula on a slice, scaled to N.
+    rows = min(n, 2000)
+    naive = NaiveQuadraticFormSearch(backend.vectors[:rows], backend.similarity, power=backend.power,
+                                     blocks=backend.blocks)
+    t = time.perf_counter()
+    naive.distances(qs[0])
+    naive_seconds = (time.perf_counter() - t) * n / rows
+    # Recall against a float64 full ranking, a few queries.
+    recall = []
+    for q in qs[:3]:
+        exact = np.concatenate([backend.exact(np.arange(s, min(n, s + 65536)), q) for s in range(0, n, 65536)])
+        truth = set(np.lexsort((np.arange(n), exact))[:10].tolist())
+        recall.append(len(truth & set(backend.search(q[None], 10)[0][0].tolist())) / 10)
+    print(json.dumps({"n": n, "k": k, "d": d, "open_s": open_seconds, "peak_extra": peak,
+                      "matrix_bytes": n * d * 4, "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      "times": times, "grouped": grouped, "naive_s": naive_seconds, "recall": recall}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--ks", default="64,256")
+    parser.add_argument("--queries", type=int, default=25)
+    parser.add_argument("--cache", default="/tmp/cbir-bench-query")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        return measure(args.measure, args.queries)
+    os.makedirs(args.cache, exist_ok=True)
+    med = statistics.median
+    print(f"load average before: {os.getloadavg()}; {os.cpu_count()} cores; numpy {np.__version__}\n")
+    print("| N | K | floor GEMV `Y @ y` | floor 1-row GEMM | cbir query (top 10, exact) | cbir / GEMV floor "
+          "| cbir / GEMM floor | cbir, 16 queries per call (per query) | naive per pair (scaled) | recall@10 "
+          "| open | peak extra RSS / matrix |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for k in [int(v) for v in args.ks.split(",")]:
+        for n in [int(v) for v in args.sizes.split(",")]:
+            path = os.path.join(args.cache, f"n{n}-k{k}.db")
+            if not os.path.exists(path):
+                make_index(path, n, k)
+            out = subprocess.run([sys.executable, __file__, "--measure", path, "--queries", str(args.queries)],
+                                 check=True, capture_output=True, text=True).stdout
+            r = json.loads(out)
+            t = {name: [v * 1e3 for v in values] for name, values in r["times"].items()}
+            spread = lambda v: f"{med(v):.2f} ms [{min(v):.2f}-{max(v):.2f}]"  # noqa: E731
+            ratio = [c / g for c, g in zip(t["cbir"], t["gemv"])]
+            ratio1 = [c / g for c, g in zip(t["cbir"], t["gemm1"])]
+            print(f"| {n:,} | {k} | {spread(t['gemv'])} | {spread(t['gemm1'])} | {spread(t['cbir'])} "
+                  f"| {med(ratio):.2f}x | {med(ratio1):.2f}x | {r['grouped'] * 1e3:.2f} ms "
+                  f"| {r['naive_s']:.2f} s | {min(r['recall']):.2f} | {r['open_s']:.2f} s "
+                  f"| {r['peak_extra'] / 2**20:.0f} MiB / {r['matrix_bytes'] / 2**20:.0f} MiB = "
+                  f"{r['peak_extra'] / r['matrix_bytes']:.2f}x |", flush=True)
+    print(f"\nload average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

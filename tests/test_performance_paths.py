@@ -1,0 +1,152 @@
+"""The fast paths added for speed give the same results as the plain ones: parallel indexing, chunked loading,
+grouped queries and the candidate selection."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import cbir.indexer as indexer
+from cbir import CbirError
+from cbir.decode import write_image
+from cbir.qfd import similarity_matrix
+from cbir.search import NaiveQuadraticFormSearch, QuadraticFormSearch, _smallest
+from cbir.storage import Store
+
+from test_index import make_photo
+
+
+@pytest.fixture
+def many_photos(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(40):
+        write_image(folder / ("sub" if i % 3 else "") / f"p{i:03d}.{'jpg' if i % 2 else 'png'}",
+                    make_photo(i, size=(30 + i, 50)))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "empty.png").write_bytes(b"")
+    return folder
+
+
+def dump(db):
+    with sqlite3.connect(db) as conn:
+        return {table: conn.execute(f"SELECT {columns} FROM {table} ORDER BY 1").fetchall() for table, columns in (
+            ("images", "id, path, size, mtime_ns, sha256, width, height"), ("histograms", "image_id, vector"),
+            ("failures", "path, reason, size, mtime_ns"), ("codebook", "id, c0, c1, c2, hex, share"))}
+
+
+def test_parallel_index_writes_the_same_database(many_photos, tmp_path, monkeypatch, cli):
+    monkeypatch.setattr(indexer, "PARALLEL_MIN_FILES", 0)
+    results = []
+    for workers in (1, 2, 3):
+        db = tmp_path / f"w{workers}.db"
+        code, out, err = cli("index", many_photos, "--db", db, "--colors", 16, "--layout", "global+2x2",
+                             "--workers", workers)
+        assert code == 3 and "failed 2" in out and "Traceback" not in err
+        results.append(dump(db))
+    assert results[0]["images"] and len(results[0]["failures"]) == 2
+    assert results[1] == results[0] and results[2] == results[0]
+
+
+def test_parallel_index_is_incremental_like_one_process(many_photos, tmp_path, monkeypatch):
+    monkeypatch.setattr(indexer, "PARALLEL_MIN_FILES", 0)
+    with Store.open(tmp_path / "i.db", create=True) as store:
+        report = indexer.index_paths(store, [many_photos], {"colors": 8}, workers=2)
+        assert (report.added, report.failed) == (40, 2)
+        write_image(many_photos / "p000.png", make_photo(99))
+        os.utime(many_photos / "sub" / "p001.jpg", ns=(5, 5))  # touched: hashed again in a worker, unchanged
+        report = indexer.index_paths(store, [many_photos], workers=2)
+        assert (report.added, report.updated, report.unchanged, report.failed) == (0, 1, 39, 2)
+
+
+def test_a_dying_worker_is_a_clear_error_and_keeps_finished_images(many_photos, tmp_path, monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setattr(indexer, "PARALLEL_MIN_FILES", 0)
+    monkeypatch.setattr(indexer, "BATCH_SIZE", 4)
+
+    def kill_a_worker(done, total):
+        if done == 10:  # what a decoder crash or the OOM killer does
+            os.kill(multiprocessing.active_children()[0].pid, signal.SIGKILL)
+
+    with Store.open(tmp_path / "i.db", create=True) as store:
+        with pytest.raises(CbirError, match="worker process died"):
+            indexer.index_paths(store, [many_photos], {"colors": 8}, workers=2, progress=kill_a_worker)
+        assert store.counts()["images"] >= 8
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups")
+def test_ctrl_c_with_workers_keeps_finished_batches_without_traceback(many_photos, tmp_path):
+    db = tmp_path / "i.db"
+    script = textwrap.dedent(f"""
+        import os, signal, sys, time
+        import cbir.cli, cbir.indexer as indexer
+        indexer.PARALLEL_MIN_FILES, indexer.BATCH_SIZE = 0, 4
+        def progress(self, done, total):
+            if done == 10:
+                os.killpg(os.getpgrp(), signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+                time.sleep(1)
+        cbir.cli.ProgressBar.__call__ = progress
+        sys.argv = ["cbir", "index", {str(many_photos)!r}, "--db", {str(db)!r}, "--colors", "8", "--workers", "2"]
+        cbir.cli.main()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          start_new_session=True)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "Interrupted" in done.stderr
+    with sqlite3.connect(db) as conn:
+        kept = conn.execute("SELECT count(*) FROM images").fetchone()[0]
+    assert 8 <= kept < 40
+    again = (f"import sys; from cbir.cli import main; sys.argv = ['cbir', 'index', {str(many_photos)!r}, '--db', "
+             f"{str(db)!r}, '--workers', '2']; main()")
+    done = subprocess.run([sys.executable, "-c", again], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3 and "Traceback" not in done.stderr  # 3: the two broken files
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM images").fetchone()[0] == 40
+
+
+def test_chunked_loading_equals_the_joined_query(many_photos, tmp_path):
+    with Store.open(tmp_path / "i.db", create=True) as store:
+        indexer.index_paths(store, [many_photos], {"colors": 8, "layout": "global"})
+        ids, paths, vectors = store.load_vectors(8, chunk=7)
+        joined = store._load_vectors_joined(8)
+        np.testing.assert_array_equal(ids, joined[0])
+        assert paths == joined[1]
+        np.testing.assert_array_equal(vectors, joined[2])
+        store.db.execute("DELETE FROM histograms WHERE image_id = ?", [int(ids[3])])  # an image without one
+        ids2, paths2, vectors2 = store.load_vectors(8, chunk=7)
+        assert list(ids2) == [i for i in ids if i != ids[3]] and len(paths2) == len(vectors2) == len(ids) - 1
+        np.testing.assert_array_equal(vectors2, np.delete(vectors, 3, axis=0))
+
+
+@pytest.mark.parametrize("values", [
+    np.random.default_rng(0).random(100_000), np.arange(100_000.0), np.arange(100_000.0)[::-1],
+    np.zeros(100_000), np.repeat(np.arange(100.0), 1000), np.random.default_rng(1).random(50)])
+@pytest.mark.parametrize("m", [1, 10, 52, 60])
+def test_smallest_finds_the_m_smallest_values(values, m):
+    picked = _smallest(values, m)
+    assert len(picked) == min(m, len(values)) and len(set(picked.tolist())) == len(picked)
+    np.testing.assert_array_equal(np.sort(values[picked]), np.sort(values)[: len(picked)])
+
+
+def test_grouped_queries_equal_single_queries_and_the_naive_formula():
+    rng = np.random.default_rng(3)
+    k, blocks = 12, 2
+    vectors = rng.dirichlet(np.full(k, 0.3), size=(5000, blocks)).reshape(5000, blocks * k).astype(np.float32)
+    similarity = similarity_matrix(rng.uniform([0, -80, -80], [100, 80, 80], (k, 3)), "gaussian", 10.0)
+    search = QuadraticFormSearch.build(vectors, similarity, power=0.5, blocks=blocks)
+    queries = np.vstack([vectors[:5], rng.dirichlet(np.full(k, 0.3), size=(35, blocks)).reshape(35, -1)]).astype(np.float32)
+    rows, distances = search.search(queries, 10)
+    naive = NaiveQuadraticFormSearch(vectors, similarity, power=0.5, blocks=blocks)
+    for q, r, d in zip(queries, rows, distances):
+        one = search.search(q[None], 10)
+        np.testing.assert_array_equal(one[0][0], r)
+        np.testing.assert_array_equal(one[1][0], d)
+        full = naive.distances(q)
+        np.testing.assert_array_equal(r, np.lexsort((np.arange(len(full)), full))[:10])
+        np.testing.assert_allclose(d, full[r], rtol=1e-12, atol=1e-12)
