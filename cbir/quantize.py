@@ -12,11 +12,11 @@ import numpy as np
 from .colour import distinct_colours, from_space, group_colours, srgb_to_lab, to_space
 from .kmeans import weighted_kmeans
 
-RESTART_BUDGET = 80  # k-means++ restarts on the coarse bins: about this many centres seeded in all (see restarts)
+RESTART_BUDGET = 50  # k-means++ restarts on the coarse bins: about this many centres seeded in all (see restarts)
 COARSE_BITS = 4  # bits per channel of the coarse bins: at most 4096, a few hundred occupied in a photo
 REFINE_BITS = (5,)  # finer bins on the way to the exact colours
 REFINE_ITER = 10  # Lloyd steps at most on each finer level
-FINAL_ITER = 5  # Lloyd steps at most on the distinct colours
+FINAL_ITER = 3  # Lloyd steps at most on the distinct colours
 
 
 @dataclass(frozen=True)
