@@ -64,20 +64,29 @@ def test_parallel_index_is_incremental_like_one_process(many_photos, tmp_path, m
         assert (report.added, report.updated, report.unchanged, report.failed) == (0, 1, 39, 2)
 
 
-def test_a_dying_worker_is_a_clear_error_and_keeps_finished_images(many_photos, tmp_path, monkeypatch):
+def test_a_dying_worker_is_a_clear_error_and_keeps_finished_images(tmp_path, monkeypatch):
     import multiprocessing
 
+    # Enough decoding work (200 links to one large JPEG) that the workers cannot finish before one is killed.
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    big = np.clip(np.random.default_rng(0).normal(128, 60, (900, 1200, 3)), 0, 255).astype(np.uint8)
+    write_image(tmp_path / "big.jpg", big)
+    for i in range(200):
+        os.symlink(tmp_path / "big.jpg", folder / f"p{i:03d}.jpg")
     monkeypatch.setattr(indexer, "PARALLEL_MIN_FILES", 0)
     monkeypatch.setattr(indexer, "BATCH_SIZE", 4)
+    monkeypatch.setattr(indexer, "WORKER_CHUNK", 1)
 
-    def kill_a_worker(done, total):
-        if done == 10:  # what a decoder crash or the OOM killer does
-            os.kill(multiprocessing.active_children()[0].pid, signal.SIGKILL)
+    def kill_the_workers(done, total):
+        if done == 8:  # what a decoder crash or the OOM killer does
+            for child in multiprocessing.active_children():
+                os.kill(child.pid, signal.SIGKILL)
 
     with Store.open(tmp_path / "i.db", create=True) as store:
         with pytest.raises(CbirError, match="worker process died"):
-            indexer.index_paths(store, [many_photos], {"colors": 8}, workers=2, progress=kill_a_worker)
-        assert store.counts()["images"] >= 8
+            indexer.index_paths(store, [folder], {"colors": 8, "min_side": 0}, workers=2, progress=kill_the_workers)
+        assert store.counts()["images"] >= 4
 
 
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups")

@@ -5,11 +5,12 @@ KMEANS_RANDOM_CENTERS (it clusters in RGB). cbir runs in RGB (like for like, sam
 default CIELAB. Prints a markdown report: per-k medians of time and error, speed-up ratios, and the share of
 (image, k) pairs where cbir's RGB MSE is no worse than the recipe's.
 
-    python tests/benchmarks/bench_quantize.py [--data ../shared/data/kodak] [--ks 5,8,25,35,45] [--limit N]
+    python tests/benchmarks/bench_quantize.py [--data ../shared/data/kodak] [--ks 5,8,25,35,45] [--limit N] [--budget B]
 """
 
 import argparse
 import glob
+import importlib
 import os
 import statistics
 import time
@@ -43,7 +44,11 @@ def main():
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--ks", default="5,8,25,35,45")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images")
+    parser.add_argument("--budget", type=int, default=0,
+                        help="override cbir.quantize.RESTART_BUDGET (k-means++ restarts = clip(budget / k, 1, 10))")
     args = parser.parse_args()
+    if args.budget:
+        importlib.import_module("cbir.quantize").RESTART_BUDGET = args.budget
     ks = [int(k) for k in args.ks.split(",")]
     files = sorted(glob.glob(os.path.join(args.data, "*.png")))[: args.limit or None]
     if not files:
