@@ -262,12 +262,14 @@ def encode_image(rgb, extension=".png"):
 
 
 def write_image(path, rgb):
-    """Write ``(H, W, 3) uint8`` sRGB to ``path``, the format chosen by its extension.
-
-    The file is written whole or not at all (a temporary file renamed into place).
-    """
+    """Write ``(H, W, 3) uint8`` sRGB to ``path``, the format chosen by its extension, whole or not at all."""
     path = os.fspath(path)
-    data = encode_image(rgb, os.path.splitext(path)[1].lower() or ".png")
+    write_file(path, encode_image(rgb, os.path.splitext(path)[1].lower() or ".png"))
+
+
+def write_file(path, data):
+    """Write ``data`` (bytes) to ``path`` whole or not at all (a temporary file renamed into place)."""
+    path = os.fspath(path)
     temporary = f"{path}.partial-{os.getpid()}"
     try:
         with open(temporary, "wb") as handle:

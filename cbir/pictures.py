@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .colour import from_space
-from .decode import encode_image, read_image
+from .decode import encode_image, read_image, write_file
 from .errors import CbirError, DecodeError
 from .features import n_blocks
 from .render import contact_sheet, fit, palette_swatch
@@ -184,13 +184,4 @@ def codebook_swatch(store, width=800, height=64):
 
 def write_text(path, text):
     """Write ``text`` (UTF-8) to ``path`` whole or not at all; OS errors become CbirError."""
-    path = os.fspath(path)
-    temporary = f"{path}.partial-{os.getpid()}"
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except OSError as error:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise CbirError(f"{path}: cannot write ({error.strerror or error})") from None
+    write_file(path, text.encode("utf-8"))

@@ -9,18 +9,12 @@ import cv2
 import numpy as np
 
 from cbir.decode import write_image
+from test_index import make_photo
 
 
 def photo(seed, size=(24, 32)):
     """A small synthetic photo (RGB), different for every seed."""
-    rng = np.random.default_rng(seed)
-    image = np.empty((*size, 3), np.uint8)
-    image[:] = rng.integers(0, 256, 3)
-    yy, xx = np.mgrid[0 : size[0], 0 : size[1]]
-    for _ in range(3):
-        cy, cx, r = rng.integers(0, size[0]), rng.integers(0, size[1]), rng.integers(4, 12)
-        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(0, 256, 3)
-    return image
+    return make_photo(seed, size)
 
 
 def encoded(bgr_or_gray, extension, params=()):

@@ -13,7 +13,6 @@
 import argparse
 import os
 import statistics
-import tempfile
 import time
 
 import cv2
@@ -71,31 +70,30 @@ def main():
               f"| {statistics.median(l1):.4f}, {max(l1):.4f} | {build * 1e3:.0f} ms |")
 
     lut = lookup_table(codebook, "lab")
-    with tempfile.TemporaryDirectory() as tmp:
-        large = []
-        for f, image in zip(files, images):
-            big = cv2.resize(image, (image.shape[1] * 4, image.shape[0] * 4), interpolation=cv2.INTER_CUBIC)
-            large.append(encode_image(big, ".jpg"))
-        print(f"\n## Reduced JPEG decode ({len(large)} Kodak images upscaled to "
-              f"{images[0].shape[1] * 4}x{images[0].shape[0] * 4} JPEG)\n")
-        full = [histogram(decode_image(d), lut, len(codebook)) for d in large]
-        base = rankings(full, codebook, settings)
-        print("| min_side | decoded at | decode ms (median) | histogram L1 to full (median, max) | top-1 kept | top-5 overlap |")
-        print("|---|---|---|---|---|---|")
-        for min_side in (0, 1024, 512, 384, 256):
-            times, hists = [], []
-            for d in large:
-                start = time.perf_counter()
-                image = decode_image(d, min_side=min_side or None)
-                times.append(time.perf_counter() - start)
-                hists.append(histogram(image, lut, len(codebook)))
-            l1 = [float(np.abs(a - b).sum()) for a, b in zip(hists, full)]
-            ranked = rankings(hists, codebook, settings)
-            # rank 0 is the query itself; compare the next results
-            top1 = np.mean([r[1] == b[1] for r, b in zip(ranked, base)])
-            top5 = np.mean([len(set(r[1:6]) & set(b[1:6])) / 5 for r, b in zip(ranked, base)])
-            print(f"| {min_side or 'full'} | {image.shape[1]}x{image.shape[0]} | {statistics.median(times) * 1e3:.1f} "
-                  f"| {statistics.median(l1):.4f}, {max(l1):.4f} | {top1:.2f} | {top5:.2f} |")
+    large = []
+    for image in images:
+        big = cv2.resize(image, (image.shape[1] * 4, image.shape[0] * 4), interpolation=cv2.INTER_CUBIC)
+        large.append(encode_image(big, ".jpg"))
+    print(f"\n## Reduced JPEG decode ({len(large)} Kodak images upscaled to "
+          f"{images[0].shape[1] * 4}x{images[0].shape[0] * 4} JPEG)\n")
+    full = [histogram(decode_image(d), lut, len(codebook)) for d in large]
+    base = rankings(full, codebook, settings)
+    print("| min_side | decoded at | decode ms (median) | histogram L1 to full (median, max) | top-1 kept | top-5 overlap |")
+    print("|---|---|---|---|---|---|")
+    for min_side in (0, 1024, 512, 384, 256):
+        times, hists = [], []
+        for d in large:
+            start = time.perf_counter()
+            image = decode_image(d, min_side=min_side or None)
+            times.append(time.perf_counter() - start)
+            hists.append(histogram(image, lut, len(codebook)))
+        l1 = [float(np.abs(a - b).sum()) for a, b in zip(hists, full)]
+        ranked = rankings(hists, codebook, settings)
+        # rank 0 is the query itself; compare the next results
+        top1 = np.mean([r[1] == b[1] for r, b in zip(ranked, base)])
+        top5 = np.mean([len(set(r[1:6]) & set(b[1:6])) / 5 for r, b in zip(ranked, base)])
+        print(f"| {min_side or 'full'} | {image.shape[1]}x{image.shape[0]} | {statistics.median(times) * 1e3:.1f} "
+              f"| {statistics.median(l1):.4f}, {max(l1):.4f} | {top1:.2f} | {top5:.2f} |")
 
 
 if __name__ == "__main__":
