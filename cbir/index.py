@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .colour import srgb_to_lab
 from .decode import read_image
 from .errors import DatabaseError
 from .features import LUT_BITS, block_weights, histogram, lookup_table, n_blocks
@@ -72,17 +73,11 @@ def _load_engine(store, ranking):
     if len(ids) == 0:
         raise DatabaseError(f"{store.path} holds no indexed images; add some with: cbir index PHOTOS_DIR "
                             f"--db {store.path}")
-    similarity = similarity_matrix(codebook if settings.space == "lab" else _lab_of_rgb(codebook),
+    similarity = similarity_matrix(codebook if settings.space == "lab" else srgb_to_lab(codebook),
                                    settings.kernel, settings.sigma)
     backend = QuadraticFormSearch.build(vectors, similarity, power=settings.power, blocks=blocks,
                                        weights=block_weights(settings.layout))
     return Engine(settings, codebook, lookup_table(codebook, settings.space), ids, paths, backend)
-
-
-def _lab_of_rgb(codebook):
-    from .colour import srgb_to_lab
-
-    return srgb_to_lab(codebook)
 
 
 class Index:
