@@ -214,16 +214,17 @@ def evaluate_engine(engine, collection, distance="qfd", *, root=".", progress=No
     time of one query's full ranking)
     """
     label_of = dict(zip(collection.paths, collection.labels))
-    disk = [os.path.normpath(p if os.path.isabs(p) else os.path.join(root, p)) for p in engine.paths]
+    stored = engine.paths()
+    disk = [os.path.normpath(p if os.path.isabs(p) else os.path.join(root, p)) for p in stored]
     rows = np.array([i for i, p in enumerate(disk) if p in label_of], dtype=np.int64)
     if len(rows) < 2:
         raise EvaluationError("fewer than two labelled images are in the index; nothing to rank")
     labels = np.array([label_of[disk[i]] for i in rows])
     search = backend(engine, distance)
     vectors = engine.backend.vectors[rows]
-    is_labelled = np.zeros(len(engine.paths), bool)
+    is_labelled = np.zeros(len(stored), bool)
     is_labelled[rows] = True
-    position = np.full(len(engine.paths), -1, np.int64)
+    position = np.full(len(stored), -1, np.int64)
     position[rows] = np.arange(len(rows))
     rankings = np.empty((len(rows), len(rows) - 1), np.int64)
     seconds = 0.0
@@ -250,7 +251,7 @@ def evaluate_index(index, collection, distances=("qfd",), ranking=None, progress
     for distance in distances:
         if distance not in DISTANCES:
             raise EvaluationError(f"unknown distance {distance!r}; choose from {', '.join(DISTANCES)}")
-    engine = load_engine(index.store, ranking)
+    engine = load_engine(index.store, ranking, in_memory=True)
     return [evaluate_engine(engine, collection, d, root=index.store.root, progress=progress) for d in distances]
 
 

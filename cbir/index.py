@@ -34,29 +34,69 @@ class Result:
     image_id: int
 
 
+class StoredHistograms:
+    """The indexed histograms as the rows of a matrix that stays in the database: ``histograms[rows]`` reads those
+    rows, ``(len(rows), D) float32``. The search re-scores its few candidates per query from it, so a loaded index
+    holds the transformed matrix only (memory, and opening time), not the raw one too.
+
+    :meth:`stream` reads every row once, chunk by chunk, and learns the image id of each row on the way.
+    """
+
+    def __init__(self, store, dimension):
+        self.store, self.dimension = store, dimension
+        self.ids = np.zeros(0, np.int64)
+
+    def stream(self):
+        ids = []
+        for chunk_ids, chunk in self.store.histogram_chunks(self.dimension):
+            ids.append(chunk_ids)
+            yield chunk
+        self.ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+
+    def __len__(self):
+        return len(self.ids)
+
+    @property
+    def shape(self):
+        return len(self.ids), self.dimension
+
+    def __getitem__(self, rows):
+        return self.store.histograms_of(np.atleast_1d(self.ids[rows]), self.dimension)
+
+
 @dataclass(frozen=True)
 class Engine:
-    """What searching needs, loaded from the database once: settings, codebook, lookup table, vectors."""
+    """What searching needs, loaded from the database once: settings, codebook, lookup table, the image id of each
+    row of the search (``ids (N,) int64``), the search back-end, and where and when (the database's
+    ``data_version``) it was loaded from."""
 
     settings: Settings
     codebook: np.ndarray
     lut: np.ndarray
     ids: np.ndarray
-    paths: list
     backend: QuadraticFormSearch
+    store: Store
+    version: int
+
+    def paths(self, rows=slice(None)):
+        """Stored paths of some rows (all by default): a list of str."""
+        return self.store.paths_of(self.ids[rows])
 
 
-def load_engine(store, ranking=None):
+def load_engine(store, ranking=None, *, in_memory=False):
     """Load codebook and histograms from ``store`` and prepare the quadratic-form search.
 
     ranking : dict of ranking settings (power, kernel, sigma) overriding the stored ones, or None
+    in_memory : keep the raw histograms in memory as well (``backend.vectors`` is then an array: for experiments
+        that compare distances over all of them); by default they stream through the transform chunk by chunk
+        and only the transformed matrix is kept, the few rows a query re-scores are read back from the database
     Everything is read in one snapshot, so an index run committing meanwhile is never seen half.
     """
     with store.snapshot():
-        return _load_engine(store, ranking)
+        return _load_engine(store, ranking, in_memory)
 
 
-def _load_engine(store, ranking):
+def _load_engine(store, ranking, in_memory):
     meta = store.meta()
     codebook = store.codebook()
     if codebook is None or "settings" not in meta:
@@ -69,15 +109,23 @@ def _load_engine(store, ranking):
     if len(codebook) > settings.colors:
         raise DatabaseError(f"{store.path}: {len(codebook)} codebook colours for colors={settings.colors}; rebuild it")
     blocks = n_blocks(settings.layout)
-    ids, paths, vectors = store.load_vectors(blocks * len(codebook))
+    similarity = similarity_matrix(codebook if settings.space == "lab" else srgb_to_lab(codebook),
+                                   settings.kernel, settings.sigma)
+    options = dict(power=settings.power, blocks=blocks, weights=block_weights(settings.layout))
+    if in_memory:
+        ids, vectors = store.load_vectors(blocks * len(codebook))
+        backend = QuadraticFormSearch.build(vectors, similarity, **options)
+    else:
+        histograms = StoredHistograms(store, blocks * len(codebook))
+        # Every streamed histogram has its own image row (orphans are left out): the images count is a bound.
+        backend = QuadraticFormSearch.from_chunks(histograms.stream(), store.counts(["images"])["images"],
+                                                  histograms, similarity, **options)
+        ids = histograms.ids
     if len(ids) == 0:
         raise DatabaseError(f"{store.path} holds no indexed images; add some with: cbir index PHOTOS_DIR "
                             f"--db {store.path}")
-    similarity = similarity_matrix(codebook if settings.space == "lab" else srgb_to_lab(codebook),
-                                   settings.kernel, settings.sigma)
-    backend = QuadraticFormSearch.build(vectors, similarity, power=settings.power, blocks=blocks,
-                                       weights=block_weights(settings.layout))
-    return Engine(settings, codebook, lookup_table(codebook, settings.space), ids, paths, backend)
+    return Engine(settings, codebook, lookup_table(codebook, settings.space), ids, backend, store,
+                  store.data_version())
 
 
 class Index:
@@ -104,7 +152,8 @@ class Index:
 
     @property
     def engine(self):
-        if self._engine is None:
+        """The loaded :class:`Engine`; loaded again when another connection committed to the database since."""
+        if self._engine is None or self._engine.version != self.store.data_version():
             self._engine = load_engine(self.store, self.ranking)
         return self._engine
 
@@ -142,10 +191,20 @@ class Index:
         return self.search_vectors([self.query_vector(query)], n)[0]
 
     def search_vectors(self, vectors, n=10):
-        """Rank the indexed images for each of several histograms: a list of lists of Result."""
-        engine = self.engine
-        rows, distances = engine.backend.search(np.asarray(vectors, np.float32), n)
-        return [[Result(rank, engine.paths[row], float(d), int(engine.ids[row]))
+        """Rank the indexed images for each of several histograms: a list of lists of Result.
+
+        Scores, re-scoring and paths are read in one snapshot of the database, the engine reloaded first if
+        another connection committed since it was loaded (an index run adding photos meanwhile).
+        """
+        before = self._engine
+        with self.store.snapshot():
+            engine = self.engine
+            if before is not None and engine is not before and not np.array_equal(engine.codebook, before.codebook):
+                raise DatabaseError(f"{self.store.path} was rebuilt with a new codebook during this query; run it "
+                                    "again")
+            rows, distances = engine.backend.search(np.asarray(vectors, np.float32), n)
+            paths = iter(engine.paths(np.concatenate(rows)) if rows else [])
+        return [[Result(rank, next(paths), float(d), int(engine.ids[row]))
                  for rank, (row, d) in enumerate(zip(r, dist), 1)] for r, dist in zip(rows, distances)]
 
     def disk_path(self, stored_path):

@@ -107,7 +107,6 @@ def gather(index, queries, rankings, size=THUMBNAIL, progress=None):
     """
     engine = index.engine
     k, layout = len(engine.codebook), engine.settings.layout
-    row_of = {int(image_id): row for row, image_id in enumerate(engine.ids)}
     total, done = len(queries) + sum(len(r) for r in rankings), 0
     groups = []
     for query, results in zip(queries, rankings):
@@ -123,7 +122,7 @@ def gather(index, queries, rankings, size=THUMBNAIL, progress=None):
         for result in results:
             path = index.disk_path(result.path)
             thumbnail, note_ = load_thumbnail(path, size)
-            vector = engine.backend.vectors[row_of[result.image_id]][None]
+            vector = engine.store.histograms_of([result.image_id], engine.backend.vectors.shape[1])
             shown.append(Shown(os.path.basename(result.path), path, thumbnail, global_shares(vector, k, layout)[0],
                                result.rank, result.distance, note_))
             done += 1

@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import time
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -242,72 +243,97 @@ class Store:
         self.db.execute("DELETE FROM failures WHERE path = ?", [path])
 
     # --- reading for search ----------------------------------------------------------------------------------
-    def load_vectors(self, dimension, chunk=1 << 16):
-        """Every indexed image: ids ``(N,) int64``, stored paths, vectors ``(N, dimension) float32``.
+    @_sqlite_errors
+    def data_version(self):
+        """A number that changes whenever another connection commits to the database (``PRAGMA data_version``);
+        inside :meth:`snapshot` it stays that of the snapshot."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
 
-        BLOB sizes are checked, so a tampered or foreign database gives a DatabaseError instead of garbage. The
-        BLOBs are copied chunk by chunk into one preallocated array (peak memory: the matrix plus one chunk), from
-        two scans in rowid order (no join: a million lookups of the histogram of each image cost more than the scan).
-        """
+    def histogram_chunks(self, dimension, chunk=1 << 16):
+        """Every stored histogram in image-id order, as ``(ids (n,) int64, vectors (n, dimension) float32)``
+        chunks of at most ``chunk`` rows (one scan, so a caller can transform a million rows without holding them
+        all). Histograms whose image row is missing are left out; BLOB sizes and values are checked, so a tampered
+        or foreign database gives a DatabaseError instead of garbage."""
         try:
-            images = self.db.execute("SELECT id, path FROM images ORDER BY id").fetchall()
-            ids = np.fromiter((r[0] for r in images), dtype=np.int64, count=len(images))
-            vectors = np.empty((len(images), dimension), dtype=np.float32)
-            cursor = self.db.execute("SELECT image_id, vector FROM histograms ORDER BY image_id")
-            filled = 0
+            # Histograms without an image row (only a damaged database has them) are left out in the same scan.
+            cursor = self.db.execute("SELECT image_id, vector FROM histograms "
+                                     "WHERE image_id IN (SELECT id FROM images) ORDER BY image_id")
             while rows := cursor.fetchmany(chunk):
-                end = filled + len(rows)
-                if end > len(ids) or any(r[0] != i for r, i in zip(rows, ids[filled:end].tolist())):
-                    return self._load_vectors_joined(dimension)  # images without histograms or the reverse
-                blobs = [r[1] for r in rows]
-                self._check_blobs(blobs, dimension, images[filled:end])
-                vectors[filled:end] = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(rows), dimension)
-                filled = end
+                ids = np.fromiter(map(itemgetter(0), rows), np.int64, len(rows))
+                yield ids, self._vectors(list(map(itemgetter(1), rows)), ids, dimension)
         except sqlite3.DatabaseError as error:
             raise DatabaseError(f"{self.path}: cannot read histograms ({error})") from None
-        if filled != len(ids):
-            return self._load_vectors_joined(dimension)
-        self._check_values(vectors)
-        return ids, [r[1] for r in images], vectors
 
-    def _load_vectors_joined(self, dimension):
-        """:meth:`load_vectors` for a database whose images and histograms tables do not pair up one to one."""
-        try:
-            rows = self.db.execute("SELECT i.id, i.path, h.vector FROM images i JOIN histograms h ON "
-                                   "h.image_id = i.id ORDER BY i.id").fetchall()
-        except sqlite3.DatabaseError as error:
-            raise DatabaseError(f"{self.path}: cannot read histograms ({error})") from None
-        blobs = [r[2] for r in rows]
-        self._check_blobs(blobs, dimension, rows)
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(rows), dimension).copy()
-        self._check_values(vectors)
-        return ids, [r[1] for r in rows], vectors
-
-    def _check_blobs(self, blobs, dimension, rows):
-        width = 4 * dimension
-        if not all(isinstance(b, bytes) for b in blobs) or set(map(len, blobs)) - {width}:
-            bad = next(r[1] for r, b in zip(rows, blobs) if not isinstance(b, bytes) or len(b) != width)
-            raise DatabaseError(f"{self.path}: the histogram of {bad} is not {dimension} float32 values; "
-                                "the database is damaged or was made by another program: rebuild it")
-        if not all(isinstance(r[1], str) for r in rows):
-            raise DatabaseError(f"{self.path}: an image path is not text; the database is damaged: rebuild it")
-
-    def _check_values(self, vectors, chunk=1 << 16):
-        for start in range(0, len(vectors), chunk):
-            part = vectors[start : start + chunk]
-            if not np.isfinite(part).all() or (part < 0).any():
-                raise DatabaseError(f"{self.path}: histograms hold negative, NaN or infinite values; rebuild the index")
+    def load_vectors(self, dimension):
+        """Every stored histogram at once: ids ``(N,) int64``, vectors ``(N, dimension) float32``."""
+        chunks = list(self.histogram_chunks(dimension))
+        ids = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, np.int64)
+        vectors = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros((0, dimension), np.float32)
+        return ids, vectors
 
     @_sqlite_errors
-    def counts(self):
-        one = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
-        return {
-            "images": one("SELECT count(*) FROM images"),
-            "histograms": one("SELECT count(*) FROM histograms"),
-            "failures": one("SELECT count(*) FROM failures"),
-            "codebook": one("SELECT count(*) FROM codebook"),
-        }
+    def histograms_of(self, ids, dimension):
+        """Histograms of some images, in the order of ``ids``: ``(len(ids), dimension) float32``."""
+        ids = np.asarray(ids, np.int64).ravel()
+        found = dict(self._rows_of("SELECT image_id, vector FROM histograms", "image_id", ids))
+        if len(found) != len(set(ids.tolist())):
+            raise DatabaseError(f"{self.path}: histograms of images {sorted(set(ids.tolist()) - set(found))[:5]} are "
+                                "missing (the database changed or is damaged); run the query again")
+        return self._vectors([found[i] for i in ids.tolist()], ids, dimension)
+
+    @_sqlite_errors
+    def paths_of(self, ids):
+        """Stored paths of some images, in the order of ``ids``: a list of str."""
+        ids = np.asarray(ids, np.int64).ravel()
+        found = dict(self._rows_of("SELECT id, path FROM images", "id", ids))
+        try:
+            paths = [found[i] for i in ids.tolist()]
+        except KeyError as missing:
+            raise DatabaseError(f"{self.path}: image {missing} has a histogram but no path; the database is damaged: "
+                                "run cbir check") from None
+        if not all(isinstance(p, str) for p in paths):
+            raise DatabaseError(f"{self.path}: an image path is not text; the database is damaged: rebuild it")
+        return paths
+
+    def _rows_of(self, select, key, ids, scan_above=10_000):
+        """Rows of ``select`` whose ``key`` is in ``ids``: looked up one by one (ids passed as one JSON
+        parameter), or for many ids one scan of the whole table."""
+        if len(ids) > scan_above:
+            wanted = set(ids.tolist())
+            return (row for row in self.db.execute(select) if row[0] in wanted)
+        return self.db.execute(f"{select} WHERE {key} IN (SELECT value FROM json_each(?))", [json.dumps(ids.tolist())])
+
+    def _vectors(self, blobs, ids, dimension):
+        """BLOBs as ``(len(blobs), dimension) float32``, refusing any of the wrong type or size, or holding
+        negative, NaN or infinite values."""
+        width = 4 * dimension
+        try:
+            joined = b"".join(blobs)  # TypeError when one is not a BLOB (text, a number, NULL)
+            lengths = np.fromiter(map(len, blobs), np.int64, len(blobs))
+        except TypeError:
+            joined, lengths = b"", np.array([len(b) if isinstance(b, bytes) else -1 for b in blobs])
+        if (lengths != width).any():
+            bad = int(ids[np.argmax(lengths != width)])
+            raise DatabaseError(f"{self.path}: the histogram of image {bad} ({self._describe_image(bad)}) is not "
+                                f"{dimension} float32 values; the database is damaged or was made by another "
+                                "program: rebuild it")
+        vectors = np.frombuffer(joined, "<f4").reshape(len(blobs), dimension).astype(np.float32, copy=False)
+        if not np.isfinite(vectors).all() or (vectors < 0).any():
+            raise DatabaseError(f"{self.path}: histograms hold negative, NaN or infinite values; rebuild the index")
+        return vectors
+
+    def _describe_image(self, image_id):
+        row = self.db.execute("SELECT path FROM images WHERE id = ?", [image_id]).fetchone()
+        return repr(row[0]) if row else "no image row"
+
+    @_sqlite_errors
+    def counts(self, tables=("images", "histograms", "failures", "codebook")):
+        """Rows of each of ``tables``: a dict."""
+        unknown = set(tables) - TABLES
+        if unknown:
+            raise ValueError(f"unknown tables {sorted(unknown)}; choose from {sorted(TABLES)}")
+        # Table names from the fixed set above only, never from input.
+        return {table: self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables}
 
     # --- consistent reads and checks -------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -119,18 +119,72 @@ def test_ctrl_c_with_workers_keeps_finished_batches_without_traceback(many_photo
         assert conn.execute("SELECT count(*) FROM images").fetchone()[0] == 40
 
 
-def test_chunked_loading_equals_the_joined_query(many_photos, tmp_path):
-    with Store.open(tmp_path / "i.db", create=True) as store:
+def naive_histograms(db):
+    """Every histogram whose image exists, read row by row with plain sqlite3: {image id: (path, vector)}."""
+    with sqlite3.connect(db) as conn:
+        return {i: (p, np.frombuffer(v, "<f4")) for i, p, v in conn.execute(
+            "SELECT i.id, i.path, h.vector FROM images i JOIN histograms h ON h.image_id = i.id")}
+
+
+def test_chunked_streaming_equals_a_row_by_row_read(many_photos, tmp_path):
+    db = tmp_path / "i.db"
+    with Store.open(db, create=True) as store:
         indexer.index_paths(store, [many_photos], {"colors": 8, "layout": "global"})
-        ids, paths, vectors = store.load_vectors(8, chunk=7)
-        joined = store._load_vectors_joined(8)
-        np.testing.assert_array_equal(ids, joined[0])
-        assert paths == joined[1]
-        np.testing.assert_array_equal(vectors, joined[2])
+        ids = store.load_vectors(8)[0]
         store.db.execute("DELETE FROM histograms WHERE image_id = ?", [int(ids[3])])  # an image without one
-        ids2, paths2, vectors2 = store.load_vectors(8, chunk=7)
-        assert list(ids2) == [i for i in ids if i != ids[3]] and len(paths2) == len(vectors2) == len(ids) - 1
-        np.testing.assert_array_equal(vectors2, np.delete(vectors, 3, axis=0))
+        store.db.execute("INSERT INTO histograms (image_id, vector) VALUES (999, ?)",  # one without an image
+                         [np.full(8, 0.125, "<f4").tobytes()])
+        expected = naive_histograms(db)
+        chunks = list(store.histogram_chunks(8, chunk=7))
+        assert max(len(c[0]) for c in chunks) == 7
+        ids = np.concatenate([c[0] for c in chunks])
+        vectors = np.concatenate([c[1] for c in chunks])
+        assert ids.tolist() == sorted(expected) and len(ids) == 39 and 999 not in ids
+        np.testing.assert_array_equal(vectors, np.array([expected[i][1] for i in ids.tolist()]))
+        picked = ids[[5, 0, 17, 5]]
+        np.testing.assert_array_equal(store.histograms_of(picked, 8), vectors[[5, 0, 17, 5]])
+        assert store.paths_of(picked) == [expected[i][0] for i in picked.tolist()]
+        assert store.paths_of(ids) == [expected[i][0] for i in ids.tolist()]  # many ids: the scan path
+        with pytest.raises(CbirError, match="missing"):
+            store.histograms_of([int(ids[0]), 12345], 8)
+
+
+def test_search_reading_rows_back_from_the_database_equals_the_matrix_in_memory(many_photos, tmp_path):
+    from cbir import Index
+    from cbir.index import load_engine
+
+    with Index.open(tmp_path / "i.db", create=True) as index:
+        index.add([many_photos], settings={"colors": 8})
+        stored = index.engine
+        in_memory = load_engine(index.store, in_memory=True)
+        assert isinstance(in_memory.backend.vectors, np.ndarray)
+        np.testing.assert_array_equal(stored.ids, in_memory.ids)
+        np.testing.assert_array_equal(stored.backend.transformed, in_memory.backend.transformed)
+        queries = in_memory.backend.vectors[[0, 7, 20]]
+        for n in (3, 0):
+            a = stored.backend.search(queries, n)
+            b = in_memory.backend.search(queries, n)
+            for x, y in zip(a[0] + a[1], b[0] + b[1]):
+                np.testing.assert_array_equal(x, y)
+
+
+def test_a_loaded_index_sees_what_another_connection_commits(many_photos, tmp_path):
+    from cbir import Index
+
+    db = tmp_path / "i.db"
+    with Index.open(db, create=True) as index:
+        index.add([many_photos / "sub"], settings={"colors": 8})
+        query = index.query_vector(many_photos / "p000.png")
+        before = index.search_vectors([query], 0)[0]
+        assert "photos/p000.png" not in [r.path for r in before]
+        with Index.open(db) as writer:  # another connection, as another cbir process would be
+            writer.add([many_photos / "p000.png"])
+        after = index.search_vectors([query], 0)[0]
+        assert after[0].path == "photos/p000.png" and after[0].distance == 0 and len(after) == len(before) + 1
+        with Index.open(db) as writer:
+            writer.add([many_photos], settings={"colors": 6}, rebuild=True)
+        with pytest.raises(CbirError, match="rebuilt with a new codebook"):
+            index.search_vectors([query], 3)
 
 
 @pytest.mark.parametrize("values", [

@@ -13,9 +13,9 @@ SAMPLE = Path(__file__).resolve().parents[1] / "sample_index"
 def all_rankings(db):
     with Index.open(db) as index:
         engine = index.engine
-        vectors = engine.backend.vectors
-        rankings = index.search_vectors(vectors, 0)
-        return {engine.paths[i]: [(r.path, round(r.distance, 9)) for r in ranking]
+        rankings = index.search_vectors(engine.backend.vectors[:], 0)
+        paths = engine.paths()
+        return {paths[i]: [(r.path, round(r.distance, 9)) for r in ranking]
                 for i, ranking in enumerate(rankings)}, engine.settings
 
 

@@ -3,12 +3,14 @@
 For each N (indexed images) and K (codebook size) an index of synthetic but valid histograms (shares that sum to 1,
 sparse like photos) is written through cbir.storage once and kept in --cache. Then, in a fresh process per index:
 
-- opening: ``load_engine`` (SQLite -> matrix -> transformed matrix) wall time and peak resident memory above the
-  process's resident memory just before, against the bytes of the histogram matrix;
+- opening: ``Index.engine`` (SQLite -> histograms streamed through the transform -> transformed matrix) wall time
+  and peak resident memory above the process's resident memory just before, against the bytes of the histogram
+  matrix;
 - per query, interleaved and repeated: the floor (one numpy float32 matrix-vector product over the same transformed
   matrix, ``Y @ y``; and the same product written as a 1-row GEMM, ``y[None] @ Y.T``, which OpenBLAS runs faster
-  at K=256), cbir's ``backend.search(q, 10)`` (exact float64 distances), and the naive per-pair formula on a slice,
-  scaled to N;
+  at K=256), cbir's ``backend.search(q, 10)`` (candidates, their raw rows read back from SQLite, exact float64
+  distances), the whole ``Index.search_vectors`` (the same plus the snapshot and the paths of the results), and
+  the naive per-pair formula on a slice, scaled to N;
 - recall of cbir's top 10 against a float64 full ranking (must be 1.0).
 
     python tests/benchmarks/bench_query.py [--sizes 10000,100000,1000000] [--ks 64,256] [--queries 25]
@@ -52,6 +54,7 @@ def synthetic_histograms(rng, count, k):
 
 
 def make_index(path, n, k, seed=0):
+    from cbir.features import LUT_BITS
     from cbir.settings import Settings
     from cbir.storage import Store
 
@@ -64,7 +67,7 @@ def make_index(path, n, k, seed=0):
     started = time.perf_counter()
     with Store.open(partial, create=True) as store:
         store.replace_codebook(codebook.astype(np.float32), ["#808080"] * k, np.full(k, 1 / k),
-                               Settings(colors=k).to_dict())
+                               {"settings": Settings(colors=k, layout="global").to_dict(), "lut_bits": LUT_BITS})
         for start in range(0, n, 20000):
             count = min(20000, n - start)
             vectors = synthetic_histograms(rng, count, k)
@@ -77,48 +80,50 @@ def make_index(path, n, k, seed=0):
 
 def measure(path, queries, seed=1):
     """Run in a fresh process: open the index, then time the queries. Prints one JSON document."""
-    from cbir.index import load_engine
-    from cbir.search import NaiveQuadraticFormSearch
-    from cbir.storage import Store
+    from cbir.index import Index
+    from cbir.search import NaiveQuadraticFormSearch, QuadraticFormSearch
 
-    store = Store.open(path)
+    index = Index.open(path)
     before = status("VmRSS")
     reset_peak()
     started = time.perf_counter()
-    engine = load_engine(store)
+    engine = index.engine
     open_seconds = time.perf_counter() - started
     peak = status("VmHWM") - before
     backend = engine.backend
-    n, d = backend.vectors.shape
+    n, d = backend.transformed.shape
     rng = np.random.default_rng(seed)
     k = len(engine.codebook)
     qs = synthetic_histograms(rng, queries, k)
     y_all = backend.transform(qs)
-    times = {"gemv": [], "gemm1": [], "cbir": []}
+    times = {"gemv": [], "gemm1": [], "cbir": [], "index": []}
     for q, y in zip(qs, y_all):
         for name, run in (("gemv", lambda: backend.transformed @ y),
                           ("gemm1", lambda: y[None] @ backend.transformed.T),
-                          ("cbir", lambda: backend.search(q[None], 10))):
+                          ("cbir", lambda: backend.search(q[None], 10)),
+                          ("index", lambda: index.search_vectors([q], 10))):
             t = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - t)
     group = qs[:16]
     t = time.perf_counter()
-    backend.search(group, 10)
+    index.search_vectors(group, 10)
     grouped = (time.perf_counter() - t) / len(group)
-    # Naive per-pair formula on a slice, scaled to N.
-    rows = min(n, 2000)
-    naive = NaiveQuadraticFormSearch(backend.vectors[:rows], backend.similarity, power=backend.power,
-                                     blocks=backend.blocks)
+    # Everything below holds the raw matrix too: measured after the opening figures.
+    ids, raw = index.store.load_vectors(d)
+    rows = min(n, 2000)  # the naive per-pair formula on a slice, scaled to N
+    naive = NaiveQuadraticFormSearch(raw[:rows], backend.similarity, power=backend.power, blocks=backend.blocks)
     t = time.perf_counter()
     naive.distances(qs[0])
     naive_seconds = (time.perf_counter() - t) * n / rows
-    # Recall against a float64 full ranking, a few queries.
+    # Recall against a float64 full ranking of the raw matrix, a few queries.
+    reference = QuadraticFormSearch.build(raw, backend.similarity, power=backend.power, blocks=backend.blocks)
     recall = []
     for q in qs[:3]:
-        exact = np.concatenate([backend.exact(np.arange(s, min(n, s + 65536)), q) for s in range(0, n, 65536)])
-        truth = set(np.lexsort((np.arange(n), exact))[:10].tolist())
-        recall.append(len(truth & set(backend.search(q[None], 10)[0][0].tolist())) / 10)
+        exact = np.concatenate([reference.exact(np.arange(s, min(n, s + 65536)), q) for s in range(0, n, 65536)])
+        truth = set(ids[np.lexsort((np.arange(n), exact))[:10]].tolist())
+        found = {r.image_id for r in index.search_vectors([q], 10)[0]}
+        recall.append(len(truth & found) / 10)
     print(json.dumps({"n": n, "k": k, "d": d, "open_s": open_seconds, "peak_extra": peak,
                       "matrix_bytes": n * d * 4, "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       "times": times, "grouped": grouped, "naive_s": naive_seconds, "recall": recall}))
@@ -137,10 +142,10 @@ def main():
     os.makedirs(args.cache, exist_ok=True)
     med = statistics.median
     print(f"load average before: {os.getloadavg()}; {os.cpu_count()} cores; numpy {np.__version__}\n")
-    print("| N | K | floor GEMV `Y @ y` | floor 1-row GEMM | cbir query (top 10, exact) | cbir / GEMV floor "
-          "| cbir / GEMM floor | cbir, 16 queries per call (per query) | naive per pair (scaled) | recall@10 "
-          "| open | peak extra RSS / matrix |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| N | K | floor GEMV `Y @ y` | floor 1-row GEMM | cbir search (top 10, exact) | cbir / GEMV floor "
+          "| cbir / GEMM floor | Index.search_vectors (with paths) | per query, 16 per call | naive per pair (scaled) "
+          "| recall@10 | open | peak extra RSS / matrix |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for k in [int(v) for v in args.ks.split(",")]:
         for n in [int(v) for v in args.sizes.split(",")]:
             path = os.path.join(args.cache, f"n{n}-k{k}.db")
@@ -154,7 +159,7 @@ def main():
             ratio = [c / g for c, g in zip(t["cbir"], t["gemv"])]
             ratio1 = [c / g for c, g in zip(t["cbir"], t["gemm1"])]
             print(f"| {n:,} | {k} | {spread(t['gemv'])} | {spread(t['gemm1'])} | {spread(t['cbir'])} "
-                  f"| {med(ratio):.2f}x | {med(ratio1):.2f}x | {r['grouped'] * 1e3:.2f} ms "
+                  f"| {med(ratio):.2f}x | {med(ratio1):.2f}x | {spread(t['index'])} | {r['grouped'] * 1e3:.2f} ms "
                   f"| {r['naive_s']:.2f} s | {min(r['recall']):.2f} | {r['open_s']:.2f} s "
                   f"| {r['peak_extra'] / 2**20:.0f} MiB / {r['matrix_bytes'] / 2**20:.0f} MiB = "
                   f"{r['peak_extra'] / r['matrix_bytes']:.2f}x |", flush=True)
