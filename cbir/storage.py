@@ -275,25 +275,25 @@ class Store:
     def histograms_of(self, ids, dimension):
         """Histograms of some images, in the order of ``ids``: ``(len(ids), dimension) float32``."""
         ids = np.asarray(ids, np.int64).ravel()
-        found = dict(self._rows_of("SELECT image_id, vector FROM histograms", "image_id", ids))
-        if len(found) != len(set(ids.tolist())):
-            raise DatabaseError(f"{self.path}: histograms of images {sorted(set(ids.tolist()) - set(found))[:5]} are "
-                                "missing (the database changed or is damaged); run the query again")
-        return self._vectors([found[i] for i in ids.tolist()], ids, dimension)
+        return self._vectors(self._in_order("SELECT image_id, vector FROM histograms", "image_id", ids, "histogram"),
+                             ids, dimension)
 
     @_sqlite_errors
     def paths_of(self, ids):
         """Stored paths of some images, in the order of ``ids``: a list of str."""
-        ids = np.asarray(ids, np.int64).ravel()
-        found = dict(self._rows_of("SELECT id, path FROM images", "id", ids))
-        try:
-            paths = [found[i] for i in ids.tolist()]
-        except KeyError as missing:
-            raise DatabaseError(f"{self.path}: image {missing} has a histogram but no path; the database is damaged: "
-                                "run cbir check") from None
+        paths = self._in_order("SELECT id, path FROM images", "id", np.asarray(ids, np.int64).ravel(), "path")
         if not all(isinstance(p, str) for p in paths):
             raise DatabaseError(f"{self.path}: an image path is not text; the database is damaged: rebuild it")
         return paths
+
+    def _in_order(self, select, key, ids, what):
+        """Second column of the rows of ``select`` whose ``key`` is in ``ids``, in the order of ``ids``."""
+        found = dict(self._rows_of(select, key, ids))
+        try:
+            return [found[i] for i in ids.tolist()]
+        except KeyError as missing:
+            raise DatabaseError(f"{self.path}: image {missing} has no {what} (the database changed during the query, "
+                                "or is damaged: run cbir check)") from None
 
     def _rows_of(self, select, key, ids, scan_above=10_000):
         """Rows of ``select`` whose ``key`` is in ``ids``: looked up one by one (ids passed as one JSON
