@@ -221,3 +221,31 @@ def test_grouped_queries_equal_single_queries_and_the_naive_formula():
         full = naive.distances(q)
         np.testing.assert_array_equal(r, np.lexsort((np.arange(len(full)), full))[:10])
         np.testing.assert_allclose(d, full[r], rtol=1e-12, atol=1e-12)
+
+
+def test_stored_path_shortcut_equals_relpath(tmp_path):
+    def by_relpath(store, path):  # stored_path as first written
+        absolute = os.path.abspath(path)
+        relative = os.path.relpath(absolute, store.root)
+        return absolute if relative.startswith(os.pardir) else relative
+
+    (tmp_path / "db").mkdir()
+    with Store.open(tmp_path / "db" / "i.db", create=True) as store:
+        root = store.root
+        for path in [f"{root}/a.jpg", f"{root}/sub/b c.jpg", f"{root}x/c.jpg", f"{root}/../d.jpg", root,
+                     f"{root}/", f"{root}//e.jpg", f"{root}/./f/../g.jpg", "/h.jpg", "relative/i.jpg",
+                     f"{os.path.dirname(root)}/j.jpg"]:
+            assert store.stored_path(path) == by_relpath(store, path), path
+
+
+def test_new_paths_write_the_same_rows_as_replacing_writes(tmp_path):
+    vector = np.arange(6, dtype=np.float32)
+    dumps = []
+    for name, new_paths in (("replacing", frozenset()), ("new", {"a.jpg", "b.jpg", "c.jpg"})):
+        with Store.open(tmp_path / f"{name}.db", create=True) as store:
+            store.write_batch([("a.jpg", 1, 2, "s1", 3, 4, vector), ("b.jpg", 1, 2, "s2", 3, 4, vector.tobytes())],
+                              [("c.jpg", "broken", 5, 6)], new_paths=new_paths)
+            store.write_batch([("a.jpg", 7, 8, "s3", 3, 4, vector + 1)])  # an update replaces the row
+        dumps.append(dump(tmp_path / f"{name}.db"))
+    assert dumps[0] == dumps[1]
+    assert [row[1:5] for row in dumps[0]["images"]] == [("b.jpg", 1, 2, "s2"), ("a.jpg", 7, 8, "s3")]
