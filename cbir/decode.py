@@ -151,6 +151,12 @@ def decode_image(data, *, min_side=None, name="image"):
     DecodeError
         empty, unreadable, truncated beyond decoding, too large, or an unsupported sample format
     """
+    return decode_with_size(data, min_side=min_side, name=name)[0]
+
+
+def decode_with_size(data, *, min_side=None, name="image"):
+    """:func:`decode_image`, and the image's full-size ``(width, height)``: from its header (also when a JPEG was
+    decoded at a reduced scale), else from the decoded image. Saves the caller a second parse of the header."""
     if not data:
         raise DecodeError(f"{name}: empty file (0 bytes)")
     size = header_size(data)
@@ -174,14 +180,15 @@ def decode_image(data, *, min_side=None, name="image"):
         raise DecodeError(f"{name}: not a readable image ({str(error).strip().splitlines()[-1]})") from None
     if image is None or image.size == 0:
         raise DecodeError(f"{name}: not a readable image (unknown format, or corrupt or truncated data)")
-    if is_jpeg and _COLOR_RGB is not None:
-        return image  # (H, W, 3) uint8 RGB already
-    return _to_srgb8(image, name)
+    if not (is_jpeg and _COLOR_RGB is not None):  # else (H, W, 3) uint8 RGB already
+        image = _to_srgb8(image, name)
+    return image, size or (image.shape[1], image.shape[0])
 
 
 _silence_lock = threading.Lock()
 _silence_depth = 0
 _saved_stderr = None
+_devnull = None  # opened once and kept: opening and closing it every time was 3 of the 7 us of a silencing
 
 
 @contextlib.contextmanager
@@ -192,7 +199,7 @@ def native_stderr_silenced():
     Process-wide: nested and concurrent uses share one redirection, restored when the last one ends. Python's
     ``sys.stderr`` is flushed first so nothing already written is lost. Does nothing when fd 2 is not open.
     """
-    global _silence_depth, _saved_stderr
+    global _silence_depth, _saved_stderr, _devnull
     with _silence_lock:
         if _silence_depth == 0:
             try:
@@ -204,9 +211,9 @@ def native_stderr_silenced():
             except OSError:  # fd 2 is closed: nothing to silence
                 saved = None
             if saved is not None:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, 2)
-                os.close(devnull)
+                if _devnull is None:
+                    _devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(_devnull, 2)
                 _saved_stderr = saved
         _silence_depth += 1
     try:
@@ -244,8 +251,8 @@ def _to_srgb8(image, name):
 def read_bytes(path):
     """Read a file's bytes, turning OS errors into DecodeError."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        with open(path, "rb", buffering=0) as handle:  # unbuffered: one read into the result, 4 us less
+            return handle.readall()
     except IsADirectoryError:
         raise DecodeError(f"{path}: is a directory, not an image file") from None
     except FileNotFoundError:

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from .codebook import empty_pool, learn_codebook, pool_colours
-from .decode import IMAGE_EXTENSIONS, decode_image, header_size, native_stderr_silenced, read_bytes, read_image
+from .decode import IMAGE_EXTENSIONS, decode_with_size, native_stderr_silenced, read_bytes, read_image
 from .errors import CbirError
 from .features import LUT_BITS, histogram, lookup_table
 from .settings import Settings, SettingsError
@@ -172,8 +172,7 @@ def describe(path, settings, lut, n_colors, known_sha256=None):
     sha256 = hashlib.sha256(data).hexdigest()
     if sha256 == known_sha256:
         return sha256, None
-    image = decode_image(data, min_side=settings.min_side, name=path)
-    width, height = header_size(data) or (image.shape[1], image.shape[0])
+    image, (width, height) = decode_with_size(data, min_side=settings.min_side, name=path)
     return sha256, (width, height, histogram(image, lut, n_colors, settings.layout))
 
 
