@@ -16,6 +16,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import signal
+import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -312,10 +313,9 @@ def _describe_here(jobs, settings, lut, n_colors):
 
 
 def _describe_parallel(jobs, settings, lut, n_colors, workers):
-    """:func:`_describe_here` in ``workers`` processes, a chunk of jobs per task, that ignore SIGINT, so Ctrl-C interrupts this process only,
-    which stops them and keeps what is finished."""
-    context = _context()
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context,
+    """:func:`_describe_here` in ``workers`` processes, a chunk of jobs per task, in order. The workers ignore
+    SIGINT, so Ctrl-C interrupts this process only, which stops them and keeps what is finished."""
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_context(),
                                                 initializer=_init_worker,
                                                 initargs=(settings, lut, n_colors)) as pool:
         results = pool.map(_describe_in_worker, _chunks(jobs))
@@ -338,8 +338,19 @@ def _context():
 def _start_server():
     """Start the fork server now rather than at the first task: its 0.25 s of start-up (a new interpreter importing
     cbir, OpenCV and numpy) then runs beside this process's own preparations. Does nothing if it runs already."""
-    if _context().get_start_method() == "forkserver":
+    if _context().get_start_method() != "forkserver":
+        return
+    # Ctrl-C while the server boots would print a traceback from its imports: it is started with SIGINT ignored
+    # (inherited through exec; once booted it ignores SIGINT anyway). Only the main thread may change handlers.
+    handler = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or handler is None:
         multiprocessing.forkserver.ensure_running()
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, handler)
 
 
 def _describe_chunk(jobs, settings, lut, n_colors):

@@ -249,3 +249,21 @@ def test_new_paths_write_the_same_rows_as_replacing_writes(tmp_path):
         dumps.append(dump(tmp_path / f"{name}.db"))
     assert dumps[0] == dumps[1]
     assert [row[1:5] for row in dumps[0]["images"]] == [("b.jpg", 1, 2, "s2"), ("a.jpg", 7, 8, "s3")]
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups")
+def test_ctrl_c_while_the_fork_server_boots_prints_no_traceback():
+    script = textwrap.dedent("""
+        import concurrent.futures, os, signal, time
+        import cbir.indexer as indexer
+        indexer._start_server()  # as an index run does before learning the codebook or listing files
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # this process is not under test here
+        time.sleep(0.1)  # the server is importing cbir, OpenCV and numpy by now
+        os.killpg(os.getpgrp(), signal.SIGINT)  # Ctrl-C while the server is still importing
+        time.sleep(1)
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=indexer._context()) as pool:
+            print(pool.submit(abs, -3).result())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          start_new_session=True)
+    assert done.stdout.strip() == "3" and "Traceback" not in done.stderr, done.stderr
