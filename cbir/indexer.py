@@ -209,8 +209,7 @@ def index_paths(store, roots, overrides=None, *, rebuild=False, progress=None, w
         has_codebook = store.codebook() is not None
         settings = resolve_settings(meta.get("settings") if has_codebook else None, overrides or {}, rebuild)
         files, problems = find_images(roots)
-        if workers > 1 and _parallel(workers, len(files) - (store.counts()["images"] if has_codebook and not rebuild
-                                                            else 0)):  # at least that many files are new
+        if workers > 1 and _parallel(workers, _fewest_new(store, files, fresh=rebuild or not has_codebook)):
             _start_server()  # it boots on another core while this one learns the codebook or lists the work
         if not has_codebook or rebuild:
             if not files:
@@ -298,6 +297,11 @@ def _update(store, roots, files, problems, settings, codebook, report, progress,
 
 def _parallel(workers, n_jobs):
     return workers > 1 and n_jobs >= PARALLEL_MIN_FILES
+
+
+def _fewest_new(store, files, fresh):
+    """At least this many of ``files`` will be read: all on a fresh index, else those beyond the indexed count."""
+    return len(files) if fresh else len(files) - store.counts()["images"]
 
 
 def _chunks(jobs):
