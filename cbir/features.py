@@ -111,10 +111,18 @@ def histogram(image, lut, n_colors, layout="global", bits=LUT_BITS):
     -------
     hist : (B * K,) float32, B = :func:`n_blocks`; each block holds shares that sum to 1
     """
-    counts = region_counts(image, lut, n_colors, layout, bits).astype(np.float64)
+    counts = _counts(image, lut, n_colors, layout, bits, "auto")
+    # Shares are divided in float32 when the counts are exact float32 integers (the OpenCV path, under 2**24
+    # pixels): a float32 quotient of float32 operands is the float64 quotient rounded once more to float32
+    # (53 >= 2 * 24 + 2 bits, so the double rounding is harmless), so the bits are those of the float64 path.
+    blocks = np.empty((len(counts) + layout.startswith("global+"), n_colors), counts.dtype)
+    blocks[len(blocks) - len(counts):] = counts
     if layout.startswith("global+"):
-        counts = np.vstack([counts.sum(0, keepdims=True), counts])
-    return (counts / np.maximum(counts.sum(1, keepdims=True), 1)).astype(np.float32).ravel()
+        np.sum(counts, axis=0, out=blocks[0])
+    totals = blocks.sum(1, keepdims=True)
+    np.maximum(totals, 1, out=totals)
+    blocks /= totals
+    return blocks.astype(np.float32, copy=False).ravel()
 
 
 def region_counts(image, lut, n_colors, layout="global", bits=LUT_BITS, method="auto"):
@@ -125,6 +133,11 @@ def region_counts(image, lut, n_colors, layout="global", bits=LUT_BITS, method="
     """
     if method not in ("auto", "numpy", "opencv"):
         raise ValueError(f"unknown method {method!r}; choose auto, numpy or opencv")
+    return _counts(image, lut, n_colors, layout, bits, method).astype(np.int64, copy=False)
+
+
+def _counts(image, lut, n_colors, layout, bits, method):
+    """:func:`region_counts` as exact ``float32`` from the OpenCV path, else ``float64`` (numpy path)."""
     if method != "numpy" and _opencv_applies(image, lut, n_colors, layout, bits):
         return _opencv_counts(image, lut, n_colors, layout, bits)
     if method == "opencv":
@@ -133,7 +146,7 @@ def region_counts(image, lut, n_colors, layout="global", bits=LUT_BITS, method="
     labels = lut[bin_index(image, bits)]
     regions, n_regions = region_map(image.shape[0], image.shape[1], layout)
     counts = np.bincount((regions * n_colors + labels).ravel(), minlength=n_regions * n_colors)
-    return counts.reshape(n_regions, n_colors)
+    return counts.reshape(n_regions, n_colors).astype(np.float64)
 
 
 # --- the OpenCV path ------------------------------------------------------------------------------------------
@@ -164,7 +177,7 @@ def _opencv_counts(image, lut, n_colors, layout, bits):
     offsets, n_regions = _bin_offsets(height, width, layout, n_colors)
     n_bins = LANES * n_regions * n_colors
     counts = cv2.calcHist([cv2.add(labels, offsets)], [0], None, [n_bins], [0, n_bins])
-    return counts.reshape(LANES, n_regions, n_colors).sum(0, dtype=np.int64)
+    return counts.reshape(LANES, n_regions, n_colors).sum(0)  # float32 sums of integers < 2**24: exact
 
 
 _REMAP_TABLES = {}  # id(lut) -> (weak reference to lut, bits, table); entries go when their LUT goes

@@ -144,6 +144,8 @@ class Store:
     # --- paths: relative to the database's folder when inside it, so a database moves with its photos -------
     def stored_path(self, path):
         absolute = os.path.abspath(path)
+        if absolute.startswith(self.root + os.sep):  # inside: what relpath gives, without its 10 us of work
+            return absolute[len(self.root) + 1 :]
         relative = os.path.relpath(absolute, self.root)
         return absolute if relative.startswith(os.pardir) else relative
 
@@ -210,30 +212,35 @@ class Store:
         return {r["path"]: r for r in self.db.query("SELECT * FROM failures")}
 
     @_sqlite_errors
-    def write_batch(self, records=(), failures=(), touched=(), removed=()):
+    def write_batch(self, records=(), failures=(), touched=(), removed=(), new_paths=frozenset()):
         """Write one batch in one transaction.
 
-        records : (stored path, size, mtime_ns, sha256, width, height, float32 vector); replaces any row of the path
+        records : (stored path, size, mtime_ns, sha256, width, height, vector); replaces any row of the path; the
+            vector is float32 values, or their little-endian bytes
         failures : (stored path, reason, size, mtime_ns)
         touched : (image id, size, mtime_ns), files whose content did not change
         removed : stored paths to forget (images and failures)
+        new_paths : stored paths the caller knows have no row yet (read under the writer lock): nothing to replace,
+            so their three DELETEs are skipped (a quarter of the writing time of a new image)
         """
         now = time.time()
+        execute = self.db.conn.execute  # sqlite-utils' execute() adds 2 us per call, and insert() 0.1 ms
         with self.db.atomic():
             for path in removed:
                 self._delete_path(path)
             for path, size, mtime_ns, sha256, width, height, vector in records:
-                self._delete_path(path)
-                # Plain SQL: sqlite-utils' insert() inspects the table on every call, 0.1 ms per image.
-                image_id = self.db.execute(
-                    "INSERT INTO images (path, size, mtime_ns, sha256, width, height, indexed_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", [path, size, mtime_ns, sha256, width, height, now]).lastrowid
-                self.db.execute("INSERT INTO histograms (image_id, vector) VALUES (?, ?)",
-                                [image_id, np.asarray(vector, dtype="<f4").tobytes()])
+                if path not in new_paths:
+                    self._delete_path(path)
+                image_id = execute("INSERT INTO images (path, size, mtime_ns, sha256, width, height, indexed_at) "
+                                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                   (path, size, mtime_ns, sha256, width, height, now)).lastrowid
+                blob = vector if isinstance(vector, bytes) else np.asarray(vector, dtype="<f4").tobytes()
+                execute("INSERT INTO histograms (image_id, vector) VALUES (?, ?)", (image_id, blob))
             for image_id, size, mtime_ns in touched:
-                self.db.execute("UPDATE images SET size = ?, mtime_ns = ? WHERE id = ?", [size, mtime_ns, image_id])
+                execute("UPDATE images SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, image_id))
             for path, reason, size, mtime_ns in failures:
-                self._delete_path(path)
+                if path not in new_paths:
+                    self._delete_path(path)
                 self.db["failures"].insert({"path": path, "reason": reason, "size": size, "mtime_ns": mtime_ns,
                                             "at": now}, replace=True)
 

@@ -110,3 +110,32 @@ def test_writable_lut_or_odd_image_takes_the_numpy_path(photo):
     strided = photo[::2, ::3]  # not contiguous: still the fast path, same counts
     np.testing.assert_array_equal(region_counts(strided, lut, 2, method="opencv"),
                                   region_counts(strided, lut, 2, method="numpy"))
+
+
+def reference_histogram(image, lut, n_colors, layout):
+    """The histogram as first written: float64 shares of the numpy reference counts, rounded to float32."""
+    from cbir.features import region_counts
+
+    counts = region_counts(image, lut, n_colors, layout, method="numpy").astype(np.float64)
+    if layout.startswith("global+"):
+        counts = np.vstack([counts.sum(0, keepdims=True), counts])
+    return (counts / np.maximum(counts.sum(1, keepdims=True), 1)).astype(np.float32).ravel()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("n_colors", [3, 128, 300])
+def test_histogram_is_bit_identical_to_float64_shares_of_the_reference_counts(layout, n_colors):
+    from conftest import WANG
+    from cbir.decode import read_image
+
+    rng = np.random.default_rng(n_colors)
+    codebook = to_space(rng.integers(0, 256, (n_colors, 3)).astype(np.float32), "lab")
+    lut = lookup_table(codebook, "lab")
+    smooth = np.clip(np.mgrid[0:97, 0:131][1][..., None] * [2, 1, 0.5] + rng.normal(0, 20, (97, 131, 3)), 0, 255)
+    images = [rng.integers(0, 256, (61, 83, 3)).astype(np.uint8), smooth.astype(np.uint8),
+              np.full((1, 1, 3), 255, np.uint8), np.zeros((2, 7, 3), np.uint8)]
+    if (WANG / "7.jpg").exists():
+        images.append(read_image(WANG / "7.jpg"))
+    for image in images:
+        fast = histogram(image, lut, n_colors, layout)
+        assert fast.dtype == np.float32 and fast.tobytes() == reference_histogram(image, lut, n_colors, layout).tobytes()

@@ -1,5 +1,5 @@
-"""The fast paths added for speed give the same results as the plain ones: parallel indexing, chunked loading,
-grouped queries and the candidate selection."""
+"""The fast paths added for speed give the same results as the plain ones: JPEG decoding straight to RGB, the
+truncation check, parallel indexing, chunked loading, grouped queries and the candidate selection."""
 
 import os
 import signal
@@ -11,14 +11,76 @@ import textwrap
 import numpy as np
 import pytest
 
+import cv2
+import cbir.decode as decode
 import cbir.indexer as indexer
 from cbir import CbirError
-from cbir.decode import write_image
+from cbir.decode import decode_image, write_image
 from cbir.qfd import similarity_matrix
 from cbir.search import NaiveQuadraticFormSearch, QuadraticFormSearch, _smallest
 from cbir.storage import Store
 
+from conftest import KODAK, WANG
+from messy_corpus import cmyk_jpeg, encoded, exif_jpeg
 from test_index import make_photo
+
+
+def jpeg_variants():
+    """JPEGs of every kind the decoder treats differently: colour, grayscale, CMYK, EXIF-rotated, progressive,
+    restart markers, 4:2:0 and 4:4:4 chroma, and shared-data photos when present."""
+    bgr = cv2.cvtColor(make_photo(5, size=(120, 176)), cv2.COLOR_RGB2BGR)
+    variants = {
+        "colour": encoded(bgr, ".jpg"),
+        "grayscale": encoded(bgr[..., 1], ".jpg"),
+        "cmyk": cmyk_jpeg((0.2, 1, 0.5, 0.1), size=(40, 56)),
+        "exif": exif_jpeg(make_photo(6, size=(48, 80)), 6),
+        "progressive": encoded(bgr, ".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+        "restart markers": encoded(bgr, ".jpg", [cv2.IMWRITE_JPEG_RST_INTERVAL, 1]),
+        "4:4:4": encoded(bgr, ".jpg", [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]),
+    }
+    for folder, name in ((WANG, "7.jpg"), (KODAK, "kodim05.png")):
+        if (folder / name).exists():
+            data = (folder / name).read_bytes()
+            variants[name] = data if name.endswith(".jpg") else encoded(cv2.imread(str(folder / name)), ".jpg")
+    return variants
+
+
+@pytest.mark.parametrize("factor", [1, 2, 4, 8])
+def test_jpeg_decoded_to_rgb_equals_bgr_decode_reversed(factor):
+    plain = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+             8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
+    for name, data in jpeg_variants().items():
+        width, height = decode.header_size(data)
+        image = decode_image(data, min_side=min(width, height) // factor)
+        reference = cv2.imdecode(np.frombuffer(data, np.uint8), plain)[..., ::-1]
+        assert image.dtype == np.uint8 and image.flags.c_contiguous, name
+        np.testing.assert_array_equal(image, reference, err_msg=name)
+
+
+def test_jpeg_decode_without_the_rgb_flag_gives_the_same_image(monkeypatch):
+    variants = jpeg_variants()
+    fast = {name: decode_image(data, min_side=16) for name, data in variants.items()}
+    monkeypatch.setattr(decode, "_COLOR_RGB", None)  # what OpenCV < 4.11 does: decode BGR, then convert
+    for name, data in variants.items():
+        np.testing.assert_array_equal(decode_image(data, min_side=16), fast[name], err_msg=name)
+
+
+def truncated_reference(data):
+    """The truncation rule as first written: no FF D9 anywhere after the first start-of-scan marker."""
+    sos = data.find(b"\xff\xda")
+    return sos < 0 or data.find(b"\xff\xd9", sos) < 0
+
+
+def test_truncation_check_follows_the_rule_on_every_cut_and_ending():
+    data = jpeg_variants()["progressive"]  # several scans: EOI comes only after the last one
+    comment = b"\xff\xfe\x00\x06\xff\xd9ab"  # a COM segment holding FF D9 before the scan: not an end marker
+    candidates = [data, data + b"\x00" * 100, data + b"trailing junk", data[:2] + comment + data[2:]]
+    candidates += [data[:cut] for cut in range(0, len(data), 37)] + [data[:-1], data[:-2], data[:-3]]
+    candidates += [(data[:2] + comment + data[2:])[:cut] for cut in (10, 40, len(data) // 2)]
+    for candidate in candidates:
+        if candidate[:2] == b"\xff\xd8" and len(candidate) > 12:
+            assert decode._jpeg_truncated(candidate) == truncated_reference(candidate), len(candidate)
+    assert not decode._jpeg_truncated(data) and decode._jpeg_truncated(data[:-2])
 
 
 @pytest.fixture
@@ -213,3 +275,49 @@ def test_grouped_queries_equal_single_queries_and_the_naive_formula():
         full = naive.distances(q)
         np.testing.assert_array_equal(r, np.lexsort((np.arange(len(full)), full))[:10])
         np.testing.assert_allclose(d, full[r], rtol=1e-12, atol=1e-12)
+
+
+def test_stored_path_shortcut_equals_relpath(tmp_path):
+    def by_relpath(store, path):  # stored_path as first written
+        absolute = os.path.abspath(path)
+        relative = os.path.relpath(absolute, store.root)
+        return absolute if relative.startswith(os.pardir) else relative
+
+    (tmp_path / "db").mkdir()
+    with Store.open(tmp_path / "db" / "i.db", create=True) as store:
+        root = store.root
+        for path in [f"{root}/a.jpg", f"{root}/sub/b c.jpg", f"{root}x/c.jpg", f"{root}/../d.jpg", root,
+                     f"{root}/", f"{root}//e.jpg", f"{root}/./f/../g.jpg", "/h.jpg", "relative/i.jpg",
+                     f"{os.path.dirname(root)}/j.jpg"]:
+            assert store.stored_path(path) == by_relpath(store, path), path
+
+
+def test_new_paths_write_the_same_rows_as_replacing_writes(tmp_path):
+    vector = np.arange(6, dtype=np.float32)
+    dumps = []
+    for name, new_paths in (("replacing", frozenset()), ("new", {"a.jpg", "b.jpg", "c.jpg"})):
+        with Store.open(tmp_path / f"{name}.db", create=True) as store:
+            store.write_batch([("a.jpg", 1, 2, "s1", 3, 4, vector), ("b.jpg", 1, 2, "s2", 3, 4, vector.tobytes())],
+                              [("c.jpg", "broken", 5, 6)], new_paths=new_paths)
+            store.write_batch([("a.jpg", 7, 8, "s3", 3, 4, vector + 1)])  # an update replaces the row
+        dumps.append(dump(tmp_path / f"{name}.db"))
+    assert dumps[0] == dumps[1]
+    assert [row[1:5] for row in dumps[0]["images"]] == [("b.jpg", 1, 2, "s2"), ("a.jpg", 7, 8, "s3")]
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups")
+def test_ctrl_c_while_the_fork_server_boots_prints_no_traceback():
+    script = textwrap.dedent("""
+        import concurrent.futures, os, signal, time
+        import cbir.indexer as indexer
+        indexer._start_server()  # as an index run does before learning the codebook or listing files
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # this process is not under test here
+        time.sleep(0.1)  # the server is importing cbir, OpenCV and numpy by now
+        os.killpg(os.getpgrp(), signal.SIGINT)  # Ctrl-C while the server is still importing
+        time.sleep(1)
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=indexer._context()) as pool:
+            print(pool.submit(abs, -3).result())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          start_new_session=True)
+    assert done.stdout.strip() == "3" and "Traceback" not in done.stderr, done.stderr
