@@ -321,3 +321,12 @@ def test_ctrl_c_while_the_fork_server_boots_prints_no_traceback():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           start_new_session=True)
     assert done.stdout.strip() == "3" and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_worker_process_imports_neither_sqlite_nor_the_search():
+    """Workers import cbir.indexer: the package's lazy names keep SQLite and the search out of their start-up."""
+    code = ("import sys, cbir.indexer, cbir; "
+            "print(sorted(m for m in ('sqlite3', 'sqlite_utils', 'cbir.storage', 'cbir.search', 'typer') "
+            "if m in sys.modules)); print(cbir.quantize.__name__, cbir.Index.__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[:2] == ["[]", "quantize Index"]

@@ -8,7 +8,7 @@
 3. Per-image cost against the seed recipe (cv2.kmeans palette per image) and a pyimagesearch-style HSV histogram.
 
     python tests/benchmarks/bench_index.py [--wang ../shared/data/wang1000] [--kodak ../shared/data/kodak]
-                                           [--images 120] [--copies 3]
+                                           [--images 120] [--copies 5,20]
 """
 
 import argparse
@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +34,18 @@ from cbir.storage import Store
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data"))
 med = statistics.median
+
+
+def whole_run(db, folder, workers):
+    """``index_paths`` over ``folder`` in a fresh Python process (nothing warmed up or started beforehand):
+    (wall seconds of the call, images added)."""
+    script = ("import sys, time; from cbir.indexer import index_paths; from cbir.storage import Store\n"
+              "with Store.open(sys.argv[1]) as store:\n"
+              "    t = time.perf_counter(); report = index_paths(store, [sys.argv[2]], workers=int(sys.argv[3]))\n"
+              "    print(time.perf_counter() - t, report.added)")
+    out = subprocess.run([sys.executable, "-c", script, db, folder, str(workers)], check=True, capture_output=True,
+                         text=True, cwd=tempfile.gettempdir()).stdout.split()
+    return float(out[0]), int(out[1])
 
 
 def make_large(kodak, folder, size):
@@ -81,7 +94,7 @@ def main():
     parser.add_argument("--wang", default=os.path.join(SHARED, "wang1000"))
     parser.add_argument("--kodak", default=os.path.join(SHARED, "kodak"))
     parser.add_argument("--images", type=int, default=120, help="Wang images for the per-image table")
-    parser.add_argument("--copies", type=int, default=3, help="Wang copies (symlinks) for the whole-run table")
+    parser.add_argument("--copies", default="5,20", help="Wang copies (symlinks) for the whole-run table, e.g. 5,20")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     cv2.setNumThreads(1)
@@ -112,33 +125,30 @@ def main():
                   f"| {ms('histogram (OpenCV path)')} | {ms('histogram (numpy path)')} |", flush=True)
 
         print("\n## Whole index runs over Wang (codebook learned beforehand; SQLite writes included)\n")
-        folder = os.path.join(tmp, "wang")
-        for copy in range(args.copies):
-            os.makedirs(os.path.join(folder, str(copy)))
-            for path in wang:
-                os.symlink(path, os.path.join(folder, str(copy), os.path.basename(path)))
+        print("Each run in a fresh process, as `cbir index` runs: the worker server's start is included.\n")
         base = os.path.join(tmp, "base.db")
         with Store.open(base, create=True) as store:
             index_paths(store, [wang[0]], {"sample": 1000})
-            codebook_lut = None
-        print("| workers | images | wall | per image | speed-up vs 1 worker | load average at end |")
+        print("| workers | images | wall | per image | speed-up vs 1 worker (same size, best 1-worker run) "
+              "| load average at end |")
         print("|---|---|---|---|---|---|")
-        walls = {}
-        for workers in (1, 2, 1, 2):
-            db = os.path.join(tmp, f"run{workers}.db")
-            for suffix in ("", "-wal", "-shm"):
-                if os.path.exists(db + suffix):
-                    os.unlink(db + suffix)
-            shutil.copy(base, db)
-            with Store.open(db) as store:
-                t = time.perf_counter()
-                report = index_paths(store, [folder], workers=workers)
-                wall = time.perf_counter() - t
-            walls.setdefault(workers, []).append(wall)
-            n = report.added
-            print(f"| {workers} | {n} | {wall:.2f} s | {wall / n * 1e3:.3f} ms | "
-                  f"{min(walls[1]) / wall if workers == 2 else 1:.2f}x | {os.getloadavg()[0]:.2f} |", flush=True)
-        del codebook_lut
+        for copies in [int(c) for c in args.copies.split(",")]:
+            folder = os.path.join(tmp, f"wang{copies}")
+            for copy in range(copies):
+                os.makedirs(os.path.join(folder, str(copy)))
+                for path in wang:
+                    os.symlink(path, os.path.join(folder, str(copy), os.path.basename(path)))
+            walls = {}
+            for workers in (1, 2, 1, 2):
+                db = os.path.join(tmp, f"run{workers}.db")
+                for suffix in ("", "-wal", "-shm"):
+                    if os.path.exists(db + suffix):
+                        os.unlink(db + suffix)
+                shutil.copy(base, db)
+                wall, n = whole_run(db, folder, workers)
+                walls.setdefault(workers, []).append(wall)
+                print(f"| {workers} | {n} | {wall:.2f} s | {wall / n * 1e3:.3f} ms | "
+                      f"{min(walls[1]) / wall if workers == 2 else 1:.2f}x | {os.getloadavg()[0]:.2f} |", flush=True)
 
         print("\n## Per-image index cost against the seed recipe and a peer (Wang, one core)\n")
         sample = wang[:: max(1, len(wang) // 20)][:20]
