@@ -83,13 +83,18 @@ class Engine:
         return self.store.paths_of(self.ids[rows])
 
 
-def load_engine(store, ranking=None, *, in_memory=False):
+RAW_IN_MEMORY_BYTES = 64 << 20  # raw histograms up to this size stay in memory beside the transformed ones
+
+
+def load_engine(store, ranking=None, *, in_memory=None):
     """Load codebook and histograms from ``store`` and prepare the quadratic-form search.
 
     ranking : dict of ranking settings (power, kernel, sigma) overriding the stored ones, or None
-    in_memory : keep the raw histograms in memory as well (``backend.vectors`` is then an array: for experiments
-        that compare distances over all of them); by default they stream through the transform chunk by chunk
-        and only the transformed matrix is kept, the few rows a query re-scores are read back from the database
+    in_memory : keep the raw histograms in memory too (``backend.vectors`` is then an array), or stream them
+        through the transform chunk by chunk, keep only the transformed matrix and read the few rows a query
+        re-scores back from the database (``backend.vectors`` is then a :class:`StoredHistograms`). None: in
+        memory when they take at most ``RAW_IN_MEMORY_BYTES`` (a query then skips that read, 0.1-0.3 ms; a large
+        index halves its memory)
     Everything is read in one snapshot, so an index run committing meanwhile is never seen half.
     """
     with store.snapshot():
@@ -112,14 +117,15 @@ def _load_engine(store, ranking, in_memory):
     similarity = similarity_matrix(codebook if settings.space == "lab" else srgb_to_lab(codebook),
                                    settings.kernel, settings.sigma)
     options = dict(power=settings.power, blocks=blocks, weights=block_weights(settings.layout))
+    count = store.counts(["images"])["images"]  # a bound: every histogram read has its own image row
+    if in_memory is None:
+        in_memory = count * blocks * len(codebook) * 4 <= RAW_IN_MEMORY_BYTES
     if in_memory:
         ids, vectors = store.load_vectors(blocks * len(codebook))
         backend = QuadraticFormSearch.build(vectors, similarity, **options)
     else:
         histograms = StoredHistograms(store, blocks * len(codebook))
-        # Every streamed histogram has its own image row (orphans are left out): the images count is a bound.
-        backend = QuadraticFormSearch.from_chunks(histograms.stream(), store.counts(["images"])["images"],
-                                                  histograms, similarity, **options)
+        backend = QuadraticFormSearch.from_chunks(histograms.stream(), count, histograms, similarity, **options)
         ids = histograms.ids
     if len(ids) == 0:
         raise DatabaseError(f"{store.path} holds no indexed images; add some with: cbir index PHOTOS_DIR "

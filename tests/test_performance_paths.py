@@ -217,7 +217,8 @@ def test_search_reading_rows_back_from_the_database_equals_the_matrix_in_memory(
 
     with Index.open(tmp_path / "i.db", create=True) as index:
         index.add([many_photos], settings={"colors": 8})
-        stored = index.engine
+        assert isinstance(index.engine.backend.vectors, np.ndarray)  # small: kept in memory by default
+        stored = load_engine(index.store, in_memory=False)
         in_memory = load_engine(index.store, in_memory=True)
         assert isinstance(in_memory.backend.vectors, np.ndarray)
         np.testing.assert_array_equal(stored.ids, in_memory.ids)
@@ -230,14 +231,20 @@ def test_search_reading_rows_back_from_the_database_equals_the_matrix_in_memory(
                 np.testing.assert_array_equal(x, y)
 
 
-def test_a_loaded_index_sees_what_another_connection_commits(many_photos, tmp_path):
+@pytest.mark.parametrize("raw_in_memory_bytes", [0, 64 << 20])
+def test_a_loaded_index_sees_what_another_connection_commits(many_photos, tmp_path, monkeypatch,
+                                                             raw_in_memory_bytes):
+    import cbir.index
     from cbir import Index
+
+    monkeypatch.setattr(cbir.index, "RAW_IN_MEMORY_BYTES", raw_in_memory_bytes)
 
     db = tmp_path / "i.db"
     with Index.open(db, create=True) as index:
         index.add([many_photos / "sub"], settings={"colors": 8})
         query = index.query_vector(many_photos / "p000.png")
         before = index.search_vectors([query], 0)[0]
+        assert isinstance(index.engine.backend.vectors, np.ndarray) == bool(raw_in_memory_bytes)
         assert "photos/p000.png" not in [r.path for r in before]
         with Index.open(db) as writer:  # another connection, as another cbir process would be
             writer.add([many_photos / "p000.png"])
