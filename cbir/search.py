@@ -105,6 +105,8 @@ class QuadraticFormSearch(_Search):
         self.blocks = blocks
         self.weights = _weights(weights, blocks)
         self.factor = factor(similarity).astype(np.float32)
+        # sqrt(w_b) per block, applied to the transformed vectors; None when every weight is 1
+        self._block_scale = None if (self.weights == 1).all() else np.sqrt(self.weights).astype(np.float32)[:, None]
         self.transformed = None
         self._half_norms = None
 
@@ -174,16 +176,21 @@ class QuadraticFormSearch(_Search):
         y = np.empty((len(x), self.blocks * k), np.float32) if out is None else out
         # One (M*B, K) x (K, K) product: a stack of M (B, K) products is 4x slower at K = 256 (no single GEMM).
         np.matmul(f.reshape(len(x) * self.blocks, k), self.factor, out=y.reshape(len(x) * self.blocks, k))
-        if not (self.weights == 1).all():
-            y.reshape(len(x), self.blocks, k)[:] *= np.sqrt(self.weights).astype(np.float32)[None, :, None]
+        if self._block_scale is not None:
+            y.reshape(len(x), self.blocks, k)[:] *= self._block_scale
         return y
 
     def exact(self, rows, query):
         """Naive float64 d for some stored rows against one query: ``(len(rows),) float64``."""
-        f = lambda v: np.asarray(v, np.float64) ** self.power  # noqa: E731
         k = len(self.similarity)
-        diff = (f(self.vectors[rows]) - f(query)).reshape(len(rows), self.blocks, k)
-        return np.sqrt(np.maximum(np.einsum("nbk,nbk,b->n", diff @ self.similarity, diff, self.weights), 0))
+        diff = (self._shares64(self.vectors[rows]) - self._shares64(query)).reshape(len(rows), self.blocks, k)
+        per_block = np.einsum("nbk,nbk->nb", diff @ self.similarity, diff)  # two operands: no slow generic loop
+        return np.sqrt(np.maximum(per_block @ self.weights, 0))
+
+    def _shares64(self, v):
+        """Shares raised to the power, in float64 (cbrt for 1/3: 5x faster than ``** (1/3)``, within 1 ulp)."""
+        v = np.asarray(v, np.float64)
+        return v if self.power == 1 else np.cbrt(v) if self.power == 1 / 3 else v ** self.power
 
 
 class NaiveQuadraticFormSearch(_Search):
