@@ -138,7 +138,7 @@ class QuadraticFormSearch(_Search):
             search.transform(part, out=transformed[filled : filled + len(part)])
             filled += len(part)
         search.transformed = transformed[:filled]
-        search._half_norms = 0.5 * np.einsum("nd,nd->n", transformed, transformed)
+        search._half_norms = 0.5 * np.einsum("nd,nd->n", search.transformed, search.transformed)
         return search
 
     QUERY_GROUP = 16  # queries ranked together: one pass over the matrix (a GEMM) serves all of them

@@ -337,3 +337,24 @@ def test_a_worker_process_imports_neither_sqlite_nor_the_search():
             "if m in sys.modules)); print(cbir.quantize.__name__, cbir.Index.__name__)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split("\n")[:2] == ["[]", "quantize Index"]
+
+
+@pytest.mark.parametrize("raw_in_memory_bytes", [0, 64 << 20])
+def test_images_without_histograms_are_left_out_of_a_search(many_photos, tmp_path, monkeypatch,
+                                                            raw_in_memory_bytes):
+    import cbir.index
+    from cbir import Index
+
+    monkeypatch.setattr(cbir.index, "RAW_IN_MEMORY_BYTES", raw_in_memory_bytes)
+    with Index.open(tmp_path / "i.db", create=True) as index:
+        index.add([many_photos], settings={"colors": 8})
+        query = index.query_vector(many_photos / "p000.png")
+        full = index.search_vectors([query], 0)[0]
+        gone = full[0].image_id
+        index.store.db.execute("DELETE FROM histograms WHERE image_id = ?", [gone])  # damaged, as by hand
+        index._engine = None
+        for n in (0, 5):
+            after = index.search_vectors([query], n)[0]
+            expected = [r.image_id for r in full if r.image_id != gone]
+            assert [r.image_id for r in after] == expected[: n or len(expected)]
+        assert len(index.engine.backend.transformed) == len(index.engine.ids) == len(full) - 1
