@@ -70,17 +70,23 @@ def test_block_weights_give_regions_together_the_weight_of_the_whole_image(layou
         np.testing.assert_array_equal(weights, 1.0)
 
 
+def random_lut_and_images(n_colors, noise_size, smooth_size, slope):
+    """The LUT of a random codebook, and four images: noise, a noisy gradient (neighbours share colours, as in
+    photos), one white pixel and a black strip."""
+    rng = np.random.default_rng(n_colors)
+    lut = lookup_table(to_space(rng.integers(0, 256, (n_colors, 3)).astype(np.float32), "lab"), "lab")
+    ramp = np.mgrid[0 : smooth_size[0], 0 : smooth_size[1]][1][..., None] * slope
+    smooth = np.clip(ramp + rng.normal(0, 20, (*smooth_size, 3)), 0, 255).astype(np.uint8)
+    return lut, [rng.integers(0, 256, (*noise_size, 3)).astype(np.uint8), smooth, np.full((1, 1, 3), 255, np.uint8),
+                 np.zeros((7, 2, 3), np.uint8)]
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("n_colors", [3, 64, 300])
 def test_opencv_counts_equal_the_numpy_reference(layout, n_colors):
     from cbir.features import region_counts
 
-    rng = np.random.default_rng(n_colors)
-    codebook = to_space(rng.integers(0, 256, (n_colors, 3)).astype(np.float32), "lab")
-    lut = lookup_table(codebook, "lab")
-    smooth = np.clip(np.mgrid[0:37, 0:53][1][..., None] * [5, 3, 1] + rng.normal(0, 20, (37, 53, 3)), 0, 255)
-    images = [rng.integers(0, 256, (31, 45, 3)).astype(np.uint8), smooth.astype(np.uint8),
-              np.full((1, 1, 3), 255, np.uint8), np.zeros((7, 2, 3), np.uint8)]
+    lut, images = random_lut_and_images(n_colors, (31, 45), (37, 53), [5, 3, 1])
     for image in images:
         reference = region_counts(image, lut, n_colors, layout, method="numpy")
         np.testing.assert_array_equal(region_counts(image, lut, n_colors, layout, method="opencv"), reference)
@@ -128,12 +134,7 @@ def test_histogram_is_bit_identical_to_float64_shares_of_the_reference_counts(la
     from conftest import WANG
     from cbir.decode import read_image
 
-    rng = np.random.default_rng(n_colors)
-    codebook = to_space(rng.integers(0, 256, (n_colors, 3)).astype(np.float32), "lab")
-    lut = lookup_table(codebook, "lab")
-    smooth = np.clip(np.mgrid[0:97, 0:131][1][..., None] * [2, 1, 0.5] + rng.normal(0, 20, (97, 131, 3)), 0, 255)
-    images = [rng.integers(0, 256, (61, 83, 3)).astype(np.uint8), smooth.astype(np.uint8),
-              np.full((1, 1, 3), 255, np.uint8), np.zeros((2, 7, 3), np.uint8)]
+    lut, images = random_lut_and_images(n_colors, (61, 83), (97, 131), [2, 1, 0.5])
     if (WANG / "7.jpg").exists():
         images.append(read_image(WANG / "7.jpg"))
     for image in images:
