@@ -158,8 +158,9 @@ class Index:
 
     @property
     def engine(self):
-        """The loaded :class:`Engine`; loaded again when another connection committed to the database since."""
-        if self._engine is None or self._engine.version != self.store.data_version():
+        """The loaded :class:`Engine` (loaded on first use; :meth:`search_vectors` loads it again when another
+        connection has committed since)."""
+        if self._engine is None:
             self._engine = load_engine(self.store, self.ranking)
         return self._engine
 
@@ -204,6 +205,8 @@ class Index:
         """
         before = self._engine
         with self.store.snapshot():
+            if before is not None and before.version != self.store.data_version():
+                self._engine = None  # an index run added or removed photos: search what is there now
             engine = self.engine
             if before is not None and engine is not before and not np.array_equal(engine.codebook, before.codebook):
                 raise DatabaseError(f"{self.store.path} was rebuilt with a new codebook during this query; run it "

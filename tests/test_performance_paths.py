@@ -248,7 +248,10 @@ def test_a_loaded_index_sees_what_another_connection_commits(many_photos, tmp_pa
         assert "photos/p000.png" not in [r.path for r in before]
         with Index.open(db) as writer:  # another connection, as another cbir process would be
             writer.add([many_photos / "p000.png"])
+        loaded = index.engine
+        assert index.query_vector(many_photos / "p000.png") is not None and index.engine is loaded  # no reload yet
         after = index.search_vectors([query], 0)[0]
+        assert index.engine is not loaded  # one reload, by the search
         assert after[0].path == "photos/p000.png" and after[0].distance == 0 and len(after) == len(before) + 1
         with Index.open(db) as writer:
             writer.add([many_photos], settings={"colors": 6}, rebuild=True)
