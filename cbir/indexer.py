@@ -301,7 +301,7 @@ def _parallel(workers, n_jobs):
 
 def _fewest_new(store, files, fresh):
     """At least this many of ``files`` will be read: all on a fresh index, else those beyond the indexed count."""
-    return len(files) if fresh else len(files) - store.counts()["images"]
+    return len(files) if fresh else len(files) - store.counts(["images"])["images"]
 
 
 def _chunks(jobs):

@@ -6,7 +6,7 @@ import pytest
 from cbir import Index
 from cbir.decode import write_image
 from cbir.target import ColourError, parse_colour, parse_target, rest_share, target_histogram
-from test_index import make_photo
+from test_index import write_photos
 
 
 @pytest.mark.parametrize("text, rgb", [
@@ -65,10 +65,7 @@ def test_target_histogram_puts_shares_on_the_lut_colour_and_spreads_the_rest():
 @pytest.fixture
 def painted(tmp_path):
     """Photos plus one painted exactly 40% dodger blue and 60% white."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i in range(5):
-        write_image(folder / f"p{i}.png", make_photo(i))
+    folder = write_photos(tmp_path / "photos", 5)
     flag = np.full((40, 50, 3), 255, np.uint8)
     flag[:16] = (30, 144, 255)
     write_image(folder / "flag.png", flag)

@@ -171,18 +171,13 @@ def test_labels_file_problems_are_explained(tmp_path):
     folder = tmp_path / "set"
     labels = make_labelled(folder, per_label=2)
     bad = tmp_path / "bad.csv"
-    bad.write_text("file,class\nred_0.png,red\n")
-    with pytest.raises(EvaluationError, match="columns path,label"):
-        read_labels(folder, bad)
-    bad.write_text("path,label\nred_0.png,red\nnope.png,red\n")
-    with pytest.raises(EvaluationError, match="not in .*nope.png"):
-        read_labels(folder, bad)
-    bad.write_text("path,label\nred_0.png,red\nred_0.png,red\n")
-    with pytest.raises(EvaluationError, match="listed twice"):
-        read_labels(folder, bad)
-    bad.write_text("path,label\nred_0.png,red\nred_1.png,blue\n")
-    with pytest.raises(EvaluationError, match="same label"):
-        read_labels(folder, bad)
+    for content, message in [("file,class\nred_0.png,red\n", "columns path,label"),
+                             ("path,label\nred_0.png,red\nnope.png,red\n", "not in .*nope.png"),
+                             ("path,label\nred_0.png,red\nred_0.png,red\n", "listed twice"),
+                             ("path,label\nred_0.png,red\nred_1.png,blue\n", "same label")]:
+        bad.write_text(content)
+        with pytest.raises(EvaluationError, match=message):
+            read_labels(folder, bad)
     collection = read_labels(folder, labels)
     assert len(collection.paths) == 6 and collection.labels[:2] == ["red", "red"]
 

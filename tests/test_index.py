@@ -23,12 +23,18 @@ def make_photo(seed, size=(40, 56)):
     return np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
 
 
+def write_photos(folder, count, size=(40, 56)):
+    """``count`` synthetic photos p0.png, p1.png ... in ``folder`` (made if needed); returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        write_image(folder / f"p{i}.png", make_photo(i, size))
+    return folder
+
+
 @pytest.fixture
 def photos(tmp_path):
-    folder = tmp_path / "photos"
-    (folder / "sub").mkdir(parents=True)
-    for i in range(6):
-        write_image(folder / f"p{i}.png", make_photo(i))
+    folder = write_photos(tmp_path / "photos", 6)
+    (folder / "sub").mkdir()
     write_image(folder / "sub" / "q.jpg", make_photo(10))
     return folder
 
@@ -141,13 +147,17 @@ def test_other_codebook_size_needs_rebuild_and_rebuild_works(cli, photos, tmp_pa
         assert index.engine.backend.transformed.shape == (7, 32 * n_blocks(Settings().layout))
 
 
-def test_database_of_another_schema_version_is_refused(cli, photos, tmp_path):
+@pytest.mark.parametrize("tampering, message", [
+    ("UPDATE meta SET value = '99' WHERE key = 'schema_version'", "schema version 99"),  # another schema version
+    ("UPDATE histograms SET vector = x'0000' WHERE image_id = 1", "damaged"),  # a histogram BLOB of the wrong size
+])
+def test_database_of_another_schema_or_tampered_is_a_clear_error(cli, photos, tmp_path, tampering, message):
     db = tmp_path / "i.db"
     cli("index", photos, "--db", db, "--colors", 16)
     with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+        conn.execute(tampering)
     code, _, err = cli("query", photos / "p0.png", "--db", db)
-    assert code == 1 and "schema version 99" in err
+    assert code == 1 and message in err
 
 
 def test_foreign_database_is_refused(cli, photos, tmp_path):
@@ -159,15 +169,6 @@ def test_foreign_database_is_refused(cli, photos, tmp_path):
     (tmp_path / "text.db").write_text("hello, not sqlite")
     code, _, err = cli("info", "--db", tmp_path / "text.db")
     assert code == 1 and err.startswith("Error:")
-
-
-def test_tampered_histogram_blob_is_a_clear_error(cli, photos, tmp_path):
-    db = tmp_path / "i.db"
-    cli("index", photos, "--db", db, "--colors", 16)
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE histograms SET vector = x'0000' WHERE image_id = 1")
-    code, _, err = cli("query", photos / "p0.png", "--db", db)
-    assert code == 1 and "damaged" in err
 
 
 @pytest.mark.parametrize("name", ["with space.png", "quo'te\".png", "ünïcødé-写真.png"])

@@ -7,7 +7,7 @@ import pytest
 from cbir.decode import read_image, write_image
 from cbir.pictures import global_shares
 from cbir.report import Picture, Section, makeup_bar, results_page
-from test_index import make_photo
+from test_index import make_photo, write_photos
 
 AWKWARD = "a<b>&\"c' <script>alert(1)</script>.png".replace("/", "_")
 
@@ -29,10 +29,7 @@ class Page(HTMLParser):
 
 @pytest.fixture
 def indexed(cli, tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i in range(5):
-        write_image(folder / f"p{i}.png", make_photo(i))
+    folder = write_photos(tmp_path / "photos", 5)
     write_image(folder / AWKWARD, make_photo(9))
     db = tmp_path / "i.db"
     assert cli("index", folder, "--db", db, "--colors", 16)[0] == 0

@@ -17,6 +17,7 @@ from cbir.check import check_database
 from cbir.features import n_blocks
 from cbir.decode import read_image, write_image
 from messy_corpus import EXPECTED, HAS_GIF, IGNORED, make_corpus, photo
+from test_index import write_photos
 
 GOOD = sorted(name for name, (outcome, _) in EXPECTED.items() if outcome == "indexed")
 BAD = sorted(name for name, (outcome, _) in EXPECTED.items() if outcome == "failed")
@@ -185,10 +186,7 @@ def test_unreadable_file_is_reported(cli, tmp_path):
 # --- databases that are damaged, tampered with or foreign -------------------------------------------------------
 @pytest.fixture
 def small_db(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i in range(5):
-        write_image(folder / f"p{i}.png", photo(i))
+    folder = write_photos(tmp_path / "photos", 5, size=(24, 32))
     db = tmp_path / "i.db"
     with Index.open(db, create=True) as index:
         index.add([folder], settings={"colors": 8})
