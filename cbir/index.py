@@ -93,7 +93,7 @@ def load_engine(store, ranking=None, *, in_memory=None):
     in_memory : keep the raw histograms in memory too (``backend.vectors`` is then an array), or stream them
         through the transform chunk by chunk, keep only the transformed matrix and read the few rows a query
         re-scores back from the database (``backend.vectors`` is then a :class:`StoredHistograms`). None: in
-        memory when they take at most ``RAW_IN_MEMORY_BYTES`` (a query then skips that read, 0.1-0.3 ms; a large
+        memory when they take at most ``RAW_IN_MEMORY_BYTES`` (a query then skips that read, 0.2-3 ms; a large
         index halves its memory)
     Everything is read in one snapshot, so an index run committing meanwhile is never seen half.
     """

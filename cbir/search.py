@@ -6,8 +6,6 @@ float64, so the distances and the order reported equal the naive formula's. The 
 chi-squared, histogram intersection) are references and comparisons over the same histograms.
 """
 
-import mmap
-
 import numpy as np
 
 from .qfd import factor
@@ -42,20 +40,6 @@ def _smallest(values, m):
     if len(candidates) > m:
         candidates = candidates[np.argpartition(values[candidates], m - 1)[:m]]
     return candidates
-
-
-def _empty_matrix(rows, columns):
-    """An uninitialised ``(rows, columns) float32`` matrix in its own anonymous memory mapping.
-
-    Not numpy's allocator: it asks the kernel for transparent huge pages, and with the common ``defrag=madvise``
-    setting the first touch of a fresh 256 MiB matrix then stalls in memory compaction (0.37 s measured here,
-    against 0.10 s for plain pages; the matrix-vector products are as fast either way). The mapping is released
-    with the last array that uses it.
-    """
-    size = rows * columns * 4
-    if size == 0:
-        return np.zeros((rows, columns), np.float32)
-    return np.frombuffer(mmap.mmap(-1, size), np.float32).reshape(rows, columns)
 
 
 class _Search:
@@ -132,7 +116,7 @@ class QuadraticFormSearch(_Search):
         """
         similarity = np.asarray(similarity, np.float64)
         search = cls(vectors, similarity, factor(similarity).astype(np.float32), power, blocks, weights)
-        transformed = _empty_matrix(capacity, blocks * len(similarity))
+        transformed = np.empty((capacity, blocks * len(similarity)), np.float32)
         filled = 0
         for part in chunks:
             if filled + len(part) > capacity:
@@ -189,8 +173,8 @@ class QuadraticFormSearch(_Search):
         return np.sqrt(np.maximum(per_block @ self.weights, 0))
 
     def _shares(self, v, dtype):
-        """Shares raised to the power, as ``dtype``. cbrt for the default 1/3: within 1 ulp of ``** (1/3)`` and 5-13x
-        faster (0.05 s against 0.6 s for 1M x 64 float32 values)."""
+        """Shares raised to the power, as ``dtype``. cbrt for the default 1/3: within 1 ulp of ``** (1/3)`` and twice
+        as fast (0.05 s against 0.10 s for 1M x 64 float32 values, tests/benchmarks/profile_open.py)."""
         v = np.asarray(v, dtype)
         return v if self.power == 1 else np.cbrt(v) if self.power == 1 / 3 else v ** dtype(self.power)
 
