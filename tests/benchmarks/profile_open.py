@@ -59,12 +59,11 @@ def main():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_query import synthetic_histograms
 
-    for label, x in (("uniform", rng.random((1_000_000, 64), dtype=np.float32)),
-                     ("histogram shares", synthetic_histograms(rng, 1_000_000, 64))):
-        power = timed(lambda: np.power(x, np.float32(1 / 3)), args.repeats)
+    for label, shares in (("uniform", rng.random((1_000_000, 64), dtype=np.float32)),
+                          ("histogram shares", synthetic_histograms(rng, 1_000_000, 64))):
+        power = timed(lambda: np.power(shares, np.float32(1 / 3)), args.repeats)
         print(f"1. power 1/3 of 1M x 64 float32, {label}: np.power {power:.3f} s, "
-              f"np.cbrt {timed(lambda: np.cbrt(x), args.repeats):.3f} s")
-    del x
+              f"np.cbrt {timed(lambda: np.cbrt(shares), args.repeats):.3f} s")
 
     chunk = rng.random((65536, 256), dtype=np.float32)
     factor = rng.random((256, 256), dtype=np.float32)
