@@ -6,6 +6,8 @@ float64, so the distances and the order reported equal the naive formula's. The 
 chi-squared, histogram intersection) are references and comparisons over the same histograms.
 """
 
+import hashlib
+
 import numpy as np
 
 from .qfd import factor
@@ -19,6 +21,12 @@ def _top(distances, n):
     else:
         candidates = np.arange(len(distances))
     return candidates[np.lexsort((candidates, distances[candidates]))]
+
+
+def row_chunks(matrix, rows=1 << 16):
+    """``matrix`` as consecutive views of at most ``rows`` rows (transforming a chunk at a time bounds the
+    temporaries)."""
+    return (matrix[start : start + rows] for start in range(0, len(matrix), rows))
 
 
 def _smallest(values, m):
@@ -102,8 +110,8 @@ class QuadraticFormSearch(_Search):
         k = len(similarity)
         if vectors.ndim != 2 or vectors.shape[1] != blocks * k:
             raise ValueError(f"vectors must be (N, {blocks} * {k}), got {vectors.shape}")
-        chunks = (vectors[s : s + chunk] for s in range(0, len(vectors), chunk))
-        return cls.from_chunks(chunks, len(vectors), vectors, similarity, power=power, blocks=blocks, weights=weights)
+        return cls.from_chunks(row_chunks(vectors, chunk), len(vectors), vectors, similarity, power=power,
+                               blocks=blocks, weights=weights)
 
     @classmethod
     def from_chunks(cls, chunks, capacity, vectors, similarity, *, power=1.0, blocks=1, weights=None):
@@ -114,18 +122,42 @@ class QuadraticFormSearch(_Search):
         indexing, ``vectors[rows]``. The exact re-scoring reads a few candidate rows per query from it, so it can
         be a view of the database instead of a matrix in memory.
         """
+        search = cls.factorised(vectors, similarity, power=power, blocks=blocks, weights=weights)
+        search.transform_chunks(chunks, capacity)
+        return search
+
+    @classmethod
+    def factorised(cls, vectors, similarity, *, power=1.0, blocks=1, weights=None):
+        """A = L L^T factorised, nothing transformed yet: :meth:`use_transformed` completes it (from a cache)."""
         similarity = np.asarray(similarity, np.float64)
-        search = cls(vectors, similarity, factor(similarity).astype(np.float32), power, blocks, weights)
-        transformed = np.empty((capacity, blocks * len(similarity)), np.float32)
+        return cls(vectors, similarity, factor(similarity).astype(np.float32), power, blocks, weights)
+
+    def transform_chunks(self, chunks, capacity):
+        """Transform every stored vector, given as row chunks (at most ``capacity`` rows), and search them."""
+        transformed = np.empty((capacity, self.blocks * len(self.factor)), np.float32)
         filled = 0
         for part in chunks:
             if filled + len(part) > capacity:
                 raise ValueError(f"the chunks hold more than capacity={capacity} rows")
-            search.transform(part, out=transformed[filled : filled + len(part)])
+            self.transform(part, out=transformed[filled : filled + len(part)])
             filled += len(part)
-        search.transformed = transformed[:filled]
-        search._half_norms = 0.5 * np.einsum("nd,nd->n", search.transformed, search.transformed)
-        return search
+        self.use_transformed(transformed[:filled])
+
+    def use_transformed(self, transformed):
+        """Search ``transformed (N, B*K) float32``, what :meth:`transform` gives for the N stored vectors (kept
+        from an earlier :meth:`from_chunks` with the same :meth:`transform_key`)."""
+        if transformed.dtype != np.float32 or transformed.shape[1:] != (self.blocks * len(self.factor),):
+            raise ValueError(f"transformed must be (N, {self.blocks * len(self.factor)}) float32, got "
+                             f"{transformed.shape} {transformed.dtype}")
+        self.transformed = transformed
+        self._half_norms = 0.5 * np.einsum("nd,nd->n", transformed, transformed)
+
+    def transform_key(self):
+        """Names the transform: equal keys transform the same histograms to the same float32 values (str)."""
+        digest = hashlib.sha256(b"cbir-qfd-transform-1")
+        for part in (self.factor, np.float64(self.power), np.int64(self.blocks), self.weights):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        return digest.hexdigest()
 
     QUERY_GROUP = 16  # queries ranked together: one pass over the matrix (a GEMM) serves all of them
 

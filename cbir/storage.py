@@ -4,6 +4,10 @@ Tables: ``meta`` (schema version and every setting that shapes a histogram), ``c
 ``images`` (path, size, mtime, content hash, dimensions), ``histograms`` (float32 BLOB per image) and
 ``failures`` (path and reason). The journal is WAL, so queries can read while an index run writes; each batch of
 images is written in one transaction, so an interrupted run leaves whole images only.
+
+A large index also keeps ``search_cache``: the search's transformed matrix in ~8 MiB row chunks, so opening reads
+it instead of recomputing it. It is derived data: triggers empty it (and drop its ``meta`` key) whenever a
+histogram, an image or the codebook changes, by cbir or any other program, so a cache that is there is current.
 """
 
 import contextlib
@@ -23,6 +27,19 @@ from .errors import BusyError, DatabaseError
 
 SCHEMA_VERSION = 1
 TABLES = {"meta", "codebook", "images", "histograms", "failures"}
+CACHE_CHUNK_BYTES = 8 << 20
+# Any change to what the search reads drops the cache in the same transaction. Names, tables and events are fixed
+# here, never input. An image's size or mtime being brought up to date does not change what the search reads.
+_CACHE_TRIGGERS = {
+    "search_cache_drop_on_histogram_insert": "AFTER INSERT ON histograms",
+    "search_cache_drop_on_histogram_update": "AFTER UPDATE ON histograms",
+    "search_cache_drop_on_histogram_delete": "AFTER DELETE ON histograms",
+    "search_cache_drop_on_image_id_update": "AFTER UPDATE OF id ON images",
+    "search_cache_drop_on_image_delete": "AFTER DELETE ON images",
+    "search_cache_drop_on_codebook_insert": "AFTER INSERT ON codebook",
+    "search_cache_drop_on_codebook_update": "AFTER UPDATE ON codebook",
+    "search_cache_drop_on_codebook_delete": "AFTER DELETE ON codebook",
+}
 
 
 def _sqlite_errors(method):
@@ -275,6 +292,62 @@ class Store:
                 yield ids, self._vectors(list(map(itemgetter(1), rows)), ids, dimension)
         except sqlite3.DatabaseError as error:
             raise DatabaseError(f"{self.path}: cannot read histograms ({error})") from None
+
+    # --- the search's transformed matrix, cached -------------------------------------------------------------
+    @_sqlite_errors
+    def search_cache(self, key, dimension):
+        """The cached transformed matrix made with ``key``: ``(ids (N,) int64, vectors (N, dimension) float32)``,
+        or None when there is none for this key (never made, dropped by a change, made for other settings, or
+        not what its header says: the caller then computes the matrix from the histograms, which it derives from).
+        Call inside :meth:`snapshot` together with the reads it must agree with."""
+        if not self.has_search_cache(key, dimension):
+            return None
+        rows = self.meta()["search_cache"]["rows"]
+        ids, vectors = np.empty(rows, np.int64), np.empty((rows, dimension), np.float32)
+        filled = 0
+        for id_blob, vector_blob in self.db.execute("SELECT ids, vectors FROM search_cache ORDER BY chunk"):
+            n = len(id_blob) // 8 if isinstance(id_blob, bytes) else -1
+            whole = isinstance(vector_blob, bytes) and len(vector_blob) == 4 * n * dimension
+            if n < 0 or filled + n > rows or not whole:
+                return None
+            ids[filled : filled + n] = np.frombuffer(id_blob, "<i8")
+            vectors[filled : filled + n] = np.frombuffer(vector_blob, "<f4").reshape(n, dimension)
+            filled += n
+        if filled != rows or (rows > 1 and not (np.diff(ids) > 0).all()):
+            return None
+        return ids, vectors
+
+    @_sqlite_errors
+    def has_search_cache(self, key, dimension):
+        """Whether a search cache made with ``key`` for ``dimension`` values per row is there (read nothing else)."""
+        if "search_cache" not in self.db.table_names():
+            return False
+        header = self.meta().get("search_cache")
+        return (isinstance(header, dict) and header.get("key") == key and header.get("dimension") == dimension
+                and isinstance(header.get("rows"), int) and header["rows"] >= 0)
+
+    @_sqlite_errors
+    def write_search_cache(self, key, ids, vectors, version):
+        """Store the transformed matrix ``vectors (N, D) float32`` of the images ``ids (N,) int64`` (ascending),
+        made with ``key`` from what the database held at ``version`` (:meth:`data_version` in the snapshot it was
+        read in). Written only if no other connection has committed since: returns whether it was written."""
+        ids, vectors = np.asarray(ids, "<i8"), np.asarray(vectors, "<f4")
+        conn = self.db.conn
+        with self.db.atomic():
+            conn.execute("CREATE TABLE IF NOT EXISTS search_cache (chunk INTEGER PRIMARY KEY, ids BLOB, vectors BLOB)")
+            for name, when in _CACHE_TRIGGERS.items():
+                conn.execute(f"CREATE TRIGGER IF NOT EXISTS {name} {when} BEGIN "
+                             "DELETE FROM search_cache; DELETE FROM meta WHERE key = 'search_cache'; END")
+            conn.execute("DELETE FROM search_cache")  # a write first: from here on no other writer can commit
+            conn.execute("DELETE FROM meta WHERE key = 'search_cache'")
+            if self.data_version() != version:
+                return False  # another writer committed after the matrix was read: it is not current
+            rows = max(1, CACHE_CHUNK_BYTES // max(1, vectors.itemsize * vectors.shape[1]))
+            for chunk, start in enumerate(range(0, len(ids), rows)):
+                conn.execute("INSERT INTO search_cache (chunk, ids, vectors) VALUES (?, ?, ?)",
+                             (chunk, ids[start : start + rows].tobytes(), vectors[start : start + rows].tobytes()))
+            self._set_meta({"search_cache": {"key": key, "rows": len(ids), "dimension": int(vectors.shape[1])}})
+        return True
 
     def load_vectors(self, dimension):
         """Every stored histogram at once: ids ``(N,) int64``, vectors ``(N, dimension) float32``."""

@@ -3,9 +3,10 @@
 For each N (indexed images) and K (codebook size) an index of synthetic but valid histograms (shares that sum to 1,
 sparse like photos) is written through cbir.storage once and kept in --cache. Then, in a fresh process per index:
 
-- opening: ``Index.engine`` (SQLite -> histograms streamed through the transform -> transformed matrix) wall time
-  and peak resident memory above the process's resident memory just before, against the bytes of the histogram
-  matrix;
+- opening, in fresh processes alternately, --opens times each way: ``load_engine`` transforming the histograms
+  streamed from SQLite, and reading the transformed matrix from the search cache that an index run leaves in a
+  large index (``refresh_search_cache``, timed when it has to be written): wall time and peak resident memory
+  above the process's resident memory just before, against the bytes of the histogram matrix;
 - per query, interleaved and repeated: the floor (one numpy float32 matrix-vector product over the same transformed
   matrix, ``Y @ y``; and the same product written as a 1-row GEMM, ``y[None] @ Y.T``, which OpenBLAS runs faster
   at K=256), cbir's ``backend.search(q, 10)`` (candidates, their raw rows read back from SQLite, exact float64
@@ -14,13 +15,12 @@ sparse like photos) is written through cbir.storage once and kept in --cache. Th
 - recall of cbir's top 10 against a float64 full ranking (must be 1.0).
 
     python tests/benchmarks/bench_query.py [--sizes 10000,100000,1000000] [--ks 64,256] [--queries 25]
-                                           [--cache /tmp/cbir-bench-query]
+                                           [--opens 3] [--cache /tmp/cbir-bench-query]
 """
 
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -109,18 +109,29 @@ def half_precision_scores(transformed, ys, chunk=4096):
     return {name: statistics.median(v) for name, v in times.items()}
 
 
+def measure_open(path, use_cache):
+    """Run in a fresh process: open the index once. Prints one JSON document."""
+    from cbir.index import load_engine
+    from cbir.storage import Store
+
+    store = Store.open(path)
+    before = status("VmRSS")
+    reset_peak()
+    started = time.perf_counter()
+    engine = load_engine(store, use_cache=use_cache)
+    seconds = time.perf_counter() - started
+    peak = status("VmHWM") - before
+    print(json.dumps({"open_s": seconds, "peak_extra": peak, "matrix_bytes": engine.backend.transformed.nbytes,
+                      "cached": engine.cached}))
+
+
 def measure(path, queries, seed=1):
     """Run in a fresh process: open the index, then time the queries. Prints one JSON document."""
     from cbir.index import Index
     from cbir.search import NaiveQuadraticFormSearch, QuadraticFormSearch
 
     index = Index.open(path)
-    before = status("VmRSS")
-    reset_peak()
-    started = time.perf_counter()
     engine = index.engine
-    open_seconds = time.perf_counter() - started
-    peak = status("VmHWM") - before
     backend = engine.backend
     n, d = backend.transformed.shape
     rng = np.random.default_rng(seed)
@@ -156,9 +167,35 @@ def measure(path, queries, seed=1):
         truth = set(ids[np.lexsort((np.arange(n), exact))[:10]].tolist())
         found = {r.image_id for r in index.search_vectors([q], 10)[0]}
         recall.append(len(truth & found) / 10)
-    print(json.dumps({"n": n, "k": k, "d": d, "open_s": open_seconds, "peak_extra": peak,
-                      "matrix_bytes": n * d * 4, "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      "times": times, "grouped": grouped, "naive_s": naive_seconds, "recall": recall, "half": half}))
+    print(json.dumps({"n": n, "k": k, "d": d, "cached": engine.cached, "times": times, "grouped": grouped, "naive_s": naive_seconds, "recall": recall, "half": half}))
+
+
+def open_row(path, n, k, repeats):
+    """Refresh the index's search cache as an index run does, then open it both ways, alternately, each in a fresh
+    process: one table row."""
+    from cbir.index import refresh_search_cache
+    from cbir.storage import Store
+
+    with Store.open(path) as store:
+        started = time.perf_counter()
+        written = refresh_search_cache(store)
+        writing = f"{time.perf_counter() - started:.2f} s" if written else "(there)"
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    runs = {"transform": [], "cache": []}
+    for _ in range(repeats):
+        for way in runs:
+            out = subprocess.run([sys.executable, __file__, "--measure", path, "--measure-open", way],
+                                 check=True, capture_output=True, text=True).stdout
+            runs[way].append(json.loads(out))
+    cells = []
+    for way, results in runs.items():
+        seconds = [r["open_s"] for r in results]
+        peak = max(r["peak_extra"] / r["matrix_bytes"] for r in results)
+        used = {r["cached"] for r in results}
+        note = "" if used == {way == "cache"} else " (not from the cache: small index)" if way == "cache" else " (?)"
+        cells.append(f"{statistics.median(seconds):.2f} s [{min(seconds):.2f}-{max(seconds):.2f}]{note} "
+                     f"| {peak:.2f}x")
+    return f"| {n:,} | {k} | {writing} | {' | '.join(cells)} |"
 
 
 def main():
@@ -166,9 +203,13 @@ def main():
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--ks", default="64,256")
     parser.add_argument("--queries", type=int, default=25)
+    parser.add_argument("--opens", type=int, default=3, help="fresh-process openings per index and way")
     parser.add_argument("--cache", default="/tmp/cbir-bench-query")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--measure-open", choices=["cache", "transform"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure_open:
+        return measure_open(args.measure, args.measure_open == "cache")
     if args.measure:
         return measure(args.measure, args.queries)
     os.makedirs(args.cache, exist_ok=True)
@@ -176,14 +217,15 @@ def main():
     print(f"load average before: {os.getloadavg()}; {os.cpu_count()} cores; numpy {np.__version__}\n")
     print("| N | K | floor GEMV `Y @ y` | floor 1-row GEMM | cbir search (top 10, exact) | cbir / GEMV floor "
           "| cbir / GEMM floor | Index.search_vectors (with paths) | per query, 16 per call | naive per pair (scaled) "
-          "| recall@10 | open | peak extra RSS / matrix |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    halves = []
+          "| recall@10 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    halves, opens = [], []
     for k in [int(v) for v in args.ks.split(",")]:
         for n in [int(v) for v in args.sizes.split(",")]:
             path = os.path.join(args.cache, f"n{n}-k{k}.db")
             if not os.path.exists(path):
                 make_index(path, n, k)
+            opens.append(open_row(path, n, k, args.opens))
             out = subprocess.run([sys.executable, __file__, "--measure", path, "--queries", str(args.queries)],
                                  check=True, capture_output=True, text=True).stdout
             r = json.loads(out)
@@ -193,11 +235,14 @@ def main():
             ratio1 = [c / g for c, g in zip(t["cbir"], t["gemm1"])]
             print(f"| {n:,} | {k} | {spread(t['gemv'])} | {spread(t['gemm1'])} | {spread(t['cbir'])} "
                   f"| {med(ratio):.2f}x | {med(ratio1):.2f}x | {spread(t['index'])} | {r['grouped'] * 1e3:.2f} ms "
-                  f"| {r['naive_s']:.2f} s | {min(r['recall']):.2f} | {r['open_s']:.2f} s "
-                  f"| {r['peak_extra'] / 2**20:.0f} MiB / {r['matrix_bytes'] / 2**20:.0f} MiB = "
-                  f"{r['peak_extra'] / r['matrix_bytes']:.2f}x |", flush=True)
+                  f"| {r['naive_s']:.2f} s | {min(r['recall']):.2f} |", flush=True)
             h = {name: v * 1e3 for name, v in r["half"].items()}
             halves.append(f"| {n:,} | {k} | {h['gemv']:.2f} | {h['numpy']:.2f} | {h['opencv']:.2f} |")
+    print("\nOpening, fresh processes (median [min-max] of the openings; peak extra RSS / matrix, worst opening): "
+          "| N | K | writing the cache (once) | transforming the histograms | peak / matrix | from the cache "
+          "| peak / matrix |")
+    for line in opens:
+        print(line)
     print(f"\nload average after: {os.getloadavg()}")
     print("\nHalf precision probe (median ms over 5 queries): | N | K | float32 GEMV | float16 via numpy chunks "
           "| float16 via OpenCV chunks |")
