@@ -111,6 +111,14 @@ def _check(store, report, files):
                    (found["bad_blob_size"] or found["bad_values"]) else
                    f"{len(found['bad_blob_size'])} of the wrong size or type, {len(found['bad_values'])} "
                    "with negative, NaN or infinite values", found["bad_blob_size"] + found["bad_values"])
+    if dimension is not None and not found["bad_blob_size"] and not found["bad_values"]:
+        from .index import search_cache_differences  # the search's transform: only needed for this check
+
+        differences = search_cache_differences(store)
+        if differences is not None:
+            report.add("search_cache", differences == 0, "the search cache equals the histograms transformed again"
+                       if not differences else f"the search cache differs from the histograms in {differences} rows; "
+                       "rebuild the index (cbir index PHOTOS_DIR --rebuild)")
     if files:
         missing, changed = [], []
         for stored, size, mtime_ns in image_files:

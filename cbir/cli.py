@@ -410,6 +410,8 @@ def info_command(
     stdout.print(f"codebook: {info['codebook'] and len(info['codebook'])} colours", markup=False)
     for key, value in (info["settings"] or {}).items():
         stdout.print(f"  {key}: {value}", markup=False)
+    if info["search_cache_rows"] is not None:
+        stdout.print(f"search cache: {info['search_cache_rows']} transformed rows (opening reads them)", markup=False)
 
 
 @app.command("check")

@@ -185,6 +185,28 @@ def refresh_search_cache(store):
         store.unlock()
 
 
+def search_cache_differences(store):
+    """Compare the search cache with the histograms it is made from, transforming them again chunk by chunk (what
+    ``cbir check`` does). Returns None when there is no current cache, else the number of rows that differ
+    (0: the cache is exact), counting a row of one side that the other lacks as a difference."""
+    with store.snapshot():
+        if store.codebook() is None or "settings" not in store.meta():
+            return None
+        _, _, dimension, search = _search_setup(store, None)
+        cached = store.search_cache(search.transform_key(), dimension)
+        if cached is None:
+            return None
+        cached_ids, cached_rows = cached
+        differences, start = 0, 0
+        for ids, chunk in store.histogram_chunks(dimension):
+            stop = min(start + len(ids), len(cached_ids))
+            same = (cached_ids[start:stop] == ids[: stop - start]) & (
+                cached_rows[start:stop] == search.transform(chunk)[: stop - start]).all(axis=1)
+            differences += int((~same).sum()) + len(ids) - (stop - start)
+            start += len(ids)
+        return differences + max(0, len(cached_ids) - start)
+
+
 class Index:
     """An index database. Open with :meth:`open`; searching loads the histograms once, on first use."""
 
@@ -286,5 +308,8 @@ class Index:
             **self.store.counts(),
             "settings": meta.get("settings"),
             "codebook": [{"hex": r["hex"], "share": r["share"]} for r in self.store.codebook_rows()],
+            # rows of the search's transformed matrix kept for opening fast (large indexes only), or None
+            "search_cache_rows": meta["search_cache"].get("rows") if isinstance(meta.get("search_cache"), dict)
+            else None,
             "bytes": size,
         }

@@ -29,9 +29,11 @@ def assert_same_engine(a, b):
             np.testing.assert_array_equal(x, y)
 
 
-def test_an_index_run_caches_the_transformed_matrix_and_opening_reads_it(many_photos, tmp_path, large):
+def test_an_index_run_caches_the_transformed_matrix_and_opening_reads_it(many_photos, tmp_path, large, cli):
     with Index.open(tmp_path / "i.db", create=True) as index:
         index.add([many_photos], settings={"colors": 8, "layout": "global+2x2"})
+        assert index.info()["search_cache_rows"] == 40
+        assert "search cache: 40 transformed rows" in cli("info", "--db", tmp_path / "i.db")[1]
         cached = load_engine(index.store)
         transformed = load_engine(index.store, use_cache=False)
         assert cached.cached and not transformed.cached
@@ -45,6 +47,7 @@ def test_a_small_index_has_no_cache(many_photos, tmp_path):
     with Index.open(tmp_path / "i.db", create=True) as index:
         index.add([many_photos], settings={"colors": 8})
         assert not index.engine.cached and "search_cache" not in index.store.db.table_names()
+        assert index.info()["search_cache_rows"] is None
 
 
 def change_a_histogram(store, ids):
@@ -154,3 +157,27 @@ def test_ctrl_c_while_caching_keeps_the_index_and_leaves_no_cache(many_photos, t
         assert index.store.db.execute("SELECT count(*) FROM search_cache").fetchone()[0] == 0
         assert not load_engine(index.store).cached
         assert not index.add([many_photos]).interrupted and load_engine(index.store).cached
+
+
+def test_check_compares_the_cache_with_the_histograms(many_photos, tmp_path, large):
+    from cbir.check import check_database
+
+    db = tmp_path / "i.db"
+    with Index.open(db, create=True) as index:
+        index.add([many_photos], settings={"colors": 8, "layout": "global"})
+    report = check_database(db)
+    assert report.ok and [f.ok for f in report.findings if f.name == "search_cache"] == [True]
+    with Store.open(db) as store, store.db.atomic():  # same sizes, other values: only a comparison can tell
+        store.db.execute("UPDATE search_cache SET vectors = zeroblob(length(vectors))")
+    report = check_database(db)
+    finding = [f for f in report.findings if f.name == "search_cache"]
+    assert not report.ok and len(finding) == 1 and "differs from the histograms in 40 rows" in finding[0].detail
+
+
+def test_check_of_an_index_without_cache_has_no_cache_finding(many_photos, tmp_path):
+    from cbir.check import check_database
+
+    with Index.open(tmp_path / "i.db", create=True) as index:
+        index.add([many_photos], settings={"colors": 8})
+    report = check_database(tmp_path / "i.db")
+    assert report.ok and "search_cache" not in [f.name for f in report.findings]

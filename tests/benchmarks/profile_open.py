@@ -8,7 +8,10 @@
 3. first touch of a fresh 244 MiB matrix: numpy's allocator (it asks for transparent huge pages) against an
    anonymous memory map (tried for the transformed matrix, not kept), each in a fresh process;
 4. reading the raw histograms of 42 random images back from SQLite (``Store.histograms_of``), for the indexes
-   that ``bench_query.py`` left in --cache.
+   that ``bench_query.py`` left in --cache;
+5. the exact re-scoring's ``(diff @ A) . diff`` for 42 candidates (K = 64, 256) and 52 candidates of the default
+   global+3x3 layout (10 blocks of K = 128): numpy's stacked ``(n, B, K) @ (K, K)`` against one 2-D
+   ``(n*B, K) @ (K, K)``, float64.
 
     python tests/benchmarks/profile_open.py [--cache /tmp/cbir-bench-query] [--repeats 5]
 """
@@ -91,6 +94,17 @@ def main():
             picks = [rng.choice(n, 42, replace=False) + 1 for _ in range(args.repeats * 20)]
             seconds = statistics.median([timed(lambda: store.histograms_of(p, dimension), 1) for p in picks])
         print(f"4. {os.path.basename(path)}: 42 random raw histograms read back in {seconds * 1e3:.3f} ms")
+
+    for n, blocks, k in ((42, 1, 64), (42, 1, 256), (52, 10, 128)):
+        similarity = rng.random((k, k))
+        similarity = similarity @ similarity.T
+        diff = rng.random((n, blocks * k)) - 0.5
+        stacked, flat = diff.reshape(n, blocks, k), diff.reshape(n * blocks, k)
+        repeats = args.repeats * 40
+        times = (timed(lambda: np.einsum("nbk,nbk->nb", stacked @ similarity, stacked), repeats),
+                 timed(lambda: np.einsum("ik,ik->i", flat @ similarity, flat), repeats))
+        print(f"5. re-scoring {n} candidates x {blocks} block(s) x K = {k}: stacked {times[0] * 1e6:.1f} us, "
+              f"one 2-D product {times[1] * 1e6:.1f} us")
     print(f"\nload average after: {os.getloadavg()}")
 
 
