@@ -96,6 +96,9 @@ class Store:
         try:
             db = sqlite_utils.Database(path)
             db.execute("PRAGMA busy_timeout = 10000")
+            # Debian builds SQLite with secure_delete on: freeing a dropped search cache then rewrote it all in zeros
+            # (0.55 s for 100 MB). FAST still zeroes deleted rows when that costs no extra writes.
+            db.execute("PRAGMA secure_delete = FAST")
             store = cls(db, path)
             names = set(db.table_names())
         except sqlite3.DatabaseError as error:
