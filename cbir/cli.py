@@ -264,9 +264,16 @@ def index_command(
 
     overrides = dict(colors=colors, layout=layout, space=space, min_side=min_side, sample=sample, kernel=kernel,
                      sigma=sigma, power=power)
-    with Index.open(db, create=True) as index, ProgressBar("indexing", not (quiet or json_output)) as progress:
-        report = index.add(paths, settings=overrides, rebuild=rebuild, progress=progress,
-                           workers=workers or default_workers())
+    with Index.open(db, create=True) as index:
+        with ProgressBar("indexing", not (quiet or json_output)) as progress:
+            report = index.add(paths, settings=overrides, rebuild=rebuild, progress=progress,
+                               workers=workers or default_workers(), search_cache=False)
+        if not report.interrupted:
+            try:
+                with ProgressBar("search cache", not (quiet or json_output)) as progress:
+                    index.cache_for_search(progress)
+            except KeyboardInterrupt:  # no cache is kept (one transaction); the next run writes it
+                report.interrupted = True
     if json_output:
         print_json({"database": str(db), "added": report.added, "updated": report.updated,
                     "unchanged": report.unchanged, "removed": report.removed, "failed": report.failed,

@@ -146,9 +146,12 @@ def _load_engine(store, ranking, in_memory, use_cache=True):
         if use_cache:
             cached = store.search_cache(backend.transform_key(), dimension)
         if cached is not None:
-            histograms.ids, transformed = cached
-            backend.use_transformed(transformed)
-        else:
+            try:
+                backend.use_transformed(cached[1])
+                histograms.ids = cached[0]
+            except ValueError:  # values that are not finite: a damaged cache; the histograms are the truth
+                cached = None
+        if cached is None:
             backend.transform_chunks(histograms.stream(), count)
         ids = histograms.ids
     if len(ids) == 0:
@@ -158,10 +161,12 @@ def _load_engine(store, ranking, in_memory, use_cache=True):
                   store.data_version(), cached=cached is not None)
 
 
-def refresh_search_cache(store):
+def refresh_search_cache(store, progress=None):
     """Store the transformed matrix of an index that is streamed when opened (raw histograms over
     ``RAW_IN_MEMORY_BYTES``), unless the cache is already current. Returns whether it wrote one.
 
+    progress : callable(done, total) or None, called as rows are transformed and then written (total: twice the
+        number of images)
     Takes the writer lock; when another index run holds it, does nothing (that run refreshes the cache at its end).
     The cache is written in one transaction, and only if nothing was committed since the histograms were read.
     """
@@ -175,14 +180,26 @@ def refresh_search_cache(store):
                 return False
             _, _, dimension, search = _search_setup(store, None)
             count = store.counts(["images"])["images"]
-            if count == 0 or not _streamed(count, dimension) or store.has_search_cache(search.transform_key(),
-                                                                                        dimension):
+            key = search.transform_key()
+            if count == 0 or not _streamed(count, dimension) or store.has_search_cache(key, dimension):
                 return False  # nothing to search, transformed at opening anyway, or current already
-            engine = _load_engine(store, None, in_memory=False, use_cache=False)
-        return store.write_search_cache(engine.backend.transform_key(), engine.ids, engine.backend.transformed,
-                                        engine.version)
+            histograms = StoredHistograms(store, dimension)
+            search.transform_chunks(_counted(histograms.stream(), progress, 2 * count), count)
+            version = store.data_version()
+        written = (lambda rows: progress(count + rows, 2 * count)) if progress else None
+        return store.write_search_cache(key, histograms.ids, search.transformed, version, progress=written)
     finally:
         store.unlock()
+
+
+def _counted(chunks, progress, total):
+    """The chunks, calling ``progress(rows so far, total)`` after each."""
+    done = 0
+    for chunk in chunks:
+        yield chunk
+        done += len(chunk)
+        if progress:
+            progress(done, total)
 
 
 def search_cache_differences(store):
@@ -237,16 +254,22 @@ class Index:
             self._engine = load_engine(self.store, self.ranking)
         return self._engine
 
-    def add(self, paths, *, settings=None, rebuild=False, progress=None, workers=1):
-        """Index the image files under ``paths`` incrementally; see :func:`cbir.indexer.index_paths`."""
+    def add(self, paths, *, settings=None, rebuild=False, progress=None, workers=1, search_cache=True):
+        """Index the image files under ``paths`` incrementally; see :func:`cbir.indexer.index_paths`. Then, unless
+        interrupted or ``search_cache`` is False, :meth:`cache_for_search` (``progress`` is not called for it;
+        Ctrl-C there sets ``report.interrupted``: no cache is kept, and the next run writes it)."""
         report = index_paths(self.store, paths, settings, rebuild=rebuild, progress=progress, workers=workers)
         self._engine = None
-        if not report.interrupted:
+        if search_cache and not report.interrupted:
             try:
-                refresh_search_cache(self.store)
-            except KeyboardInterrupt:  # its transaction is rolled back: no cache, as before; the next run makes it
+                self.cache_for_search()
+            except KeyboardInterrupt:  # its transaction is rolled back: no cache, as before the run
                 report.interrupted = True
         return report
+
+    def cache_for_search(self, progress=None):
+        """Bring the search cache of a large index up to date; see :func:`refresh_search_cache`."""
+        return refresh_search_cache(self.store, progress)
 
     def histogram(self, image):
         """Histogram of ``image (H, W, 3) uint8`` with this index's codebook: ``(B*K,) float32``."""

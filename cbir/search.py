@@ -149,8 +149,10 @@ class QuadraticFormSearch(_Search):
         if transformed.dtype != np.float32 or transformed.shape[1:] != (self.blocks * len(self.factor),):
             raise ValueError(f"transformed must be (N, {self.blocks * len(self.factor)}) float32, got "
                              f"{transformed.shape} {transformed.dtype}")
-        self.transformed = transformed
-        self._half_norms = 0.5 * np.einsum("nd,nd->n", transformed, transformed)
+        half_norms = 0.5 * np.einsum("nd,nd->n", transformed, transformed)
+        if not np.isfinite(half_norms).all():  # NaN or infinity would silently break the candidate selection
+            raise ValueError("transformed vectors must be finite")
+        self.transformed, self._half_norms = transformed, half_norms
 
     def transform_key(self):
         """Names the transform: equal keys transform the same histograms to the same float32 values (str)."""

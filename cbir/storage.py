@@ -330,10 +330,11 @@ class Store:
                 and isinstance(header.get("rows"), int) and header["rows"] >= 0)
 
     @_sqlite_errors
-    def write_search_cache(self, key, ids, vectors, version):
+    def write_search_cache(self, key, ids, vectors, version, progress=None):
         """Store the transformed matrix ``vectors (N, D) float32`` of the images ``ids (N,) int64`` (ascending),
         made with ``key`` from what the database held at ``version`` (:meth:`data_version` in the snapshot it was
-        read in). Written only if no other connection has committed since: returns whether it was written."""
+        read in). Written only if no other connection has committed since: returns whether it was written.
+        ``progress(rows written)`` is called after each chunk."""
         ids, vectors = np.asarray(ids, "<i8"), np.asarray(vectors, "<f4")
         conn = self.db.conn
         with self.db.atomic():
@@ -349,6 +350,8 @@ class Store:
             for chunk, start in enumerate(range(0, len(ids), rows)):
                 conn.execute("INSERT INTO search_cache (chunk, ids, vectors) VALUES (?, ?, ?)",
                              (chunk, ids[start : start + rows].tobytes(), vectors[start : start + rows].tobytes()))
+                if progress:
+                    progress(min(start + rows, len(ids)))
             self._set_meta({"search_cache": {"key": key, "rows": len(ids), "dimension": int(vectors.shape[1])}})
         return True
 

@@ -132,12 +132,14 @@ def test_a_cache_is_not_written_over_a_commit_it_did_not_see(many_photos, tmp_pa
     "UPDATE meta SET value = json_set(value, '$.rows', 3) WHERE key = 'search_cache'",
     "UPDATE meta SET value = json_set(value, '$.rows', 'many') WHERE key = 'search_cache'",
     "UPDATE search_cache SET ids = zeroblob(length(ids))",
+    ("UPDATE search_cache SET vectors = ?", [np.full(40 * 8, np.nan, "<f4").tobytes()]),  # right size, NaN
 ])
 def test_a_damaged_cache_is_ignored(many_photos, tmp_path, large, damage):
+    sql, parameters = (damage, []) if isinstance(damage, str) else damage
     with Index.open(tmp_path / "i.db", create=True) as index:
         index.add([many_photos], settings={"colors": 8, "layout": "global"})
         with index.store.db.atomic():
-            index.store.db.execute(damage)
+            index.store.db.execute(sql, parameters)
         engine = load_engine(index.store)
         assert not engine.cached
         assert_same_engine(engine, load_engine(index.store, use_cache=False))
@@ -181,3 +183,29 @@ def test_check_of_an_index_without_cache_has_no_cache_finding(many_photos, tmp_p
         index.add([many_photos], settings={"colors": 8})
     report = check_database(tmp_path / "i.db")
     assert report.ok and "search_cache" not in [f.name for f in report.findings]
+
+
+def test_writing_the_cache_reports_progress(many_photos, tmp_path, large):
+    with Index.open(tmp_path / "i.db", create=True) as index:
+        index.add([many_photos], settings={"colors": 8, "layout": "global"}, search_cache=False)
+        assert not load_engine(index.store).cached
+        calls = []
+        assert index.cache_for_search(lambda done, total: calls.append((done, total)))
+        assert calls[-1] == (80, 80) and [d for d, _ in calls] == sorted(d for d, _ in calls) and len(calls) >= 2
+        assert load_engine(index.store).cached
+
+
+def test_cbir_index_writes_the_cache_and_ctrl_c_there_exits_130(many_photos, tmp_path, large, cli, monkeypatch):
+    db = tmp_path / "i.db"
+    code, out, err = cli("index", many_photos, "--db", db, "--colors", "8", "--workers", "1")
+    assert code == 3 and "added 40" in out  # 3: the two broken files
+    with Store.open(db) as store:
+        assert load_engine(store).cached
+        add_an_image(store, None)  # drops it
+
+    def interrupted(self, progress=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Index, "cache_for_search", interrupted)
+    code, out, err = cli("index", many_photos, "--db", db, "--workers", "1")
+    assert code == 130 and "unchanged 40" in out and "Interrupted: finished images are kept" in err
