@@ -259,15 +259,19 @@ def index_command(
     not be indexed (listed on stderr and kept in the database's failures table); 130 interrupted (finished
     batches are kept; run again to complete).
     """
+    from .workers import default_workers, start_server
+
+    workers = workers or default_workers()
+    if workers > 1:
+        start_server()  # before this process imports numpy and OpenCV: the server boots meanwhile, on another core
     from .index import Index
-    from .indexer import default_workers
 
     overrides = dict(colors=colors, layout=layout, space=space, min_side=min_side, sample=sample, kernel=kernel,
                      sigma=sigma, power=power)
     with Index.open(db, create=True) as index:
         with ProgressBar("indexing", not (quiet or json_output)) as progress:
             report = index.add(paths, settings=overrides, rebuild=rebuild, progress=progress,
-                               workers=workers or default_workers(), search_cache=False)
+                               workers=workers, search_cache=False)
         if not report.interrupted:
             try:
                 with ProgressBar("search cache", not (quiet or json_output)) as progress:

@@ -85,6 +85,11 @@ class Engine:
 
 
 RAW_IN_MEMORY_BYTES = 64 << 20  # raw histograms up to this size stay in memory beside the transformed ones
+# A search cache pays where opening is slow: a row object per image (~1.2 us each) and the transform's
+# B*K^2 products. It costs a rewrite at the end of every index run that changed something (2.4 s at 1M x 64), so
+# indexes that open in about half a second without one (50,000 default-layout images, 244 MiB) do not get one.
+SEARCH_CACHE_ROWS = 200_000
+SEARCH_CACHE_BYTES = 512 << 20
 
 
 def load_engine(store, ranking=None, *, in_memory=None, use_cache=True):
@@ -132,6 +137,11 @@ def _streamed(count, dimension):
     return count * dimension * 4 > RAW_IN_MEMORY_BYTES
 
 
+def _worth_caching(count, dimension):
+    raw = count * dimension * 4
+    return _streamed(count, dimension) and (count >= SEARCH_CACHE_ROWS or raw >= SEARCH_CACHE_BYTES)
+
+
 def _load_engine(store, ranking, in_memory, use_cache=True):
     settings, codebook, dimension, backend = _search_setup(store, ranking)
     count = store.counts(["images"])["images"]  # a bound: every histogram read has its own image row
@@ -162,8 +172,9 @@ def _load_engine(store, ranking, in_memory, use_cache=True):
 
 
 def refresh_search_cache(store, progress=None):
-    """Store the transformed matrix of an index that is streamed when opened (raw histograms over
-    ``RAW_IN_MEMORY_BYTES``), unless the cache is already current. Returns whether it wrote one.
+    """Store the transformed matrix of a large index (streamed when opened, and of at least ``SEARCH_CACHE_ROWS``
+    images or ``SEARCH_CACHE_BYTES`` of raw histograms), unless it is current already. Returns whether it wrote
+    one.
 
     progress : callable(done, total) or None, called as rows are transformed and then written (total: twice the
         number of images)
@@ -181,8 +192,8 @@ def refresh_search_cache(store, progress=None):
             _, _, dimension, search = _search_setup(store, None)
             count = store.counts(["images"])["images"]
             key = search.transform_key()
-            if count == 0 or not _streamed(count, dimension) or store.has_search_cache(key, dimension):
-                return False  # nothing to search, transformed at opening anyway, or current already
+            if count == 0 or not _worth_caching(count, dimension) or store.has_search_cache(key, dimension):
+                return False  # nothing to search, quick to transform at opening, or current already
             histograms = StoredHistograms(store, dimension)
             search.transform_chunks(_counted(histograms.stream(), progress, 2 * count), count)
             version = store.data_version()

@@ -29,13 +29,13 @@ from .decode import IMAGE_EXTENSIONS, decode_with_size, native_stderr_silenced, 
 from .errors import CbirError
 from .features import LUT_BITS, histogram, lookup_table
 from .settings import Settings, SettingsError
+from .workers import context as _context
+from .workers import default_workers  # noqa: F401  (part of this module's interface)
+from .workers import start_server as _start_server
 
 BATCH_SIZE = 256
 PARALLEL_MIN_FILES = 64  # fewer files to read than this: one process (starting workers would cost more)
 WORKER_CHUNK = 16  # files per task sent to a worker
-# Workers are forked from a clean single-threaded server process: forking this process itself can deadlock a child
-# on locks held by OpenCV's or OpenBLAS's threads (seen: cv2.setNumThreads hanging in a forked child).
-START_METHOD = "forkserver"
 CODEBOOK_MIN_SIDE = 64  # colour statistics for the codebook need few pixels: decode large JPEGs small
 
 
@@ -175,14 +175,6 @@ def describe(path, settings, lut, n_colors, known_sha256=None):
         return sha256, None
     image, (width, height) = decode_with_size(data, min_side=settings.min_side, name=path)
     return sha256, (width, height, histogram(image, lut, n_colors, settings.layout))
-
-
-def default_workers():
-    """Worker processes used when none is asked for: one per CPU this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def index_paths(store, roots, overrides=None, *, rebuild=False, progress=None, workers=1):
@@ -329,32 +321,6 @@ def _describe_parallel(jobs, settings, lut, n_colors, workers):
         finally:
             results.close()  # cancels what has not started (Ctrl-C, an error): shutdown then waits for the rest
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _context():
-    context = multiprocessing.get_context(START_METHOD if START_METHOD in multiprocessing.get_all_start_methods()
-                                          else "spawn")
-    if context.get_start_method() == "forkserver":
-        context.set_forkserver_preload(["cbir.indexer"])  # imported once in the server, not in every worker
-    return context
-
-
-def _start_server():
-    """Start the fork server now rather than at the first task: its 0.25 s of start-up (a new interpreter importing
-    cbir, OpenCV and numpy) then runs beside this process's own preparations. Does nothing if it runs already."""
-    if _context().get_start_method() != "forkserver":
-        return
-    # Ctrl-C while the server boots would print a traceback from its imports: it is started with SIGINT ignored
-    # (inherited through exec; once booted it ignores SIGINT anyway). Only the main thread may change handlers.
-    handler = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or handler is None:
-        multiprocessing.forkserver.ensure_running()
-        return
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        multiprocessing.forkserver.ensure_running()
-    finally:
-        signal.signal(signal.SIGINT, handler)
 
 
 def _describe_chunk(jobs, settings, lut, n_colors):

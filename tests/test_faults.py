@@ -27,6 +27,7 @@ WAIT = 180  # seconds: generous, for a slow shared machine; a test only waits th
 SLOW_CBIR = """
 import sys, time
 import cbir.indexer as indexer
+import cbir.workers
 
 indexer.BATCH_SIZE = {batch}
 real_describe = indexer.describe
@@ -36,7 +37,7 @@ def slow_describe(*args, **kwargs):
     return real_describe(*args, **kwargs)
 
 indexer.describe = slow_describe
-indexer.default_workers = lambda: 1  # the slowed describe is patched in this process only
+cbir.workers.default_workers = lambda: 1  # the slowed describe is patched in this process only
 from cbir.cli import app
 app(sys.argv[1:], prog_name="cbir")
 """

@@ -14,8 +14,9 @@ from test_performance_paths import many_photos  # noqa: F401  (a fixture)
 
 @pytest.fixture
 def large(monkeypatch):
-    """Every index counts as large: streamed when opened, so it gets a search cache."""
+    """Every index counts as large: streamed when opened, and given a search cache."""
     monkeypatch.setattr(cbir.index, "RAW_IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(cbir.index, "SEARCH_CACHE_ROWS", 0)
 
 
 def assert_same_engine(a, b):
@@ -43,7 +44,9 @@ def test_an_index_run_caches_the_transformed_matrix_and_opening_reads_it(many_ph
         assert index.engine.cached and results[0].path == "photos/p000.png" and results[0].distance == 0
 
 
-def test_a_small_index_has_no_cache(many_photos, tmp_path):
+@pytest.mark.parametrize("raw_in_memory_bytes", [64 << 20, 0])  # in memory; or streamed, but quick to open
+def test_a_small_index_has_no_cache(many_photos, tmp_path, monkeypatch, raw_in_memory_bytes):
+    monkeypatch.setattr(cbir.index, "RAW_IN_MEMORY_BYTES", raw_in_memory_bytes)
     with Index.open(tmp_path / "i.db", create=True) as index:
         index.add([many_photos], settings={"colors": 8})
         assert not index.engine.cached and "search_cache" not in index.store.db.table_names()

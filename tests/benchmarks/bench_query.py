@@ -180,7 +180,7 @@ def open_row(path, n, k, repeats):
         started = time.perf_counter()
         written = refresh_search_cache(store)
         seconds = time.perf_counter() - started
-        writing = f"{seconds:.2f} s" if written else "(there)" if "search_cache" in store.meta() else "none (small)"
+        writing = f"{seconds:.2f} s" if written else "(there)" if "search_cache" in store.meta() else "none (quick to open)"
         # What an incremental run pays: its first batch drops the cache (a trigger), its end writes it again.
         vector = synthetic_histograms(np.random.default_rng(2), 1, k)[0]
         one = [("photos/one-more.jpg", 1, 1, "0" * 64, 256, 256, vector)]
@@ -193,6 +193,9 @@ def open_row(path, n, k, repeats):
         rewritten = refresh_search_cache(store)
         rewriting = time.perf_counter() - started
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cached_bytes = store.db.execute("SELECT sum(length(ids) + length(vectors)) FROM search_cache").fetchone()[0] \
+            if "search_cache" in store.meta() else 0
+        size = f"{cached_bytes / 2**20:.0f} / {os.path.getsize(path) / 2**20:.0f} MiB"
         incremental = (f"{batches[0]:.2f} s / {batches[1]:.3f} s / {rewriting:.2f} s" if rewritten
                        else f"{batches[0]:.3f} s / {batches[1]:.3f} s / -")
     runs = {"transform": [], "cache": []}
@@ -209,7 +212,7 @@ def open_row(path, n, k, repeats):
         note = "" if used == {way == "cache"} else " (not from the cache: small index)" if way == "cache" else " (?)"
         cells.append(f"{statistics.median(seconds):.2f} s [{min(seconds):.2f}-{max(seconds):.2f}]{note} "
                      f"| {peak:.2f}x")
-    return f"| {n:,} | {k} | {writing} | {incremental} | {' | '.join(cells)} |"
+    return f"| {n:,} | {k} | {writing} | {size} | {incremental} | {' | '.join(cells)} |"
 
 
 def main():
@@ -253,7 +256,7 @@ def main():
             h = {name: v * 1e3 for name, v in r["half"].items()}
             halves.append(f"| {n:,} | {k} | {h['gemv']:.2f} | {h['numpy']:.2f} | {h['opencv']:.2f} |")
     print("\nOpening, fresh processes (median [min-max] of the openings; peak extra RSS / matrix, worst opening): "
-          "| N | K | writing the cache (once) | one image added: its batch (drops the cache) / removing it again / "
+          "| N | K | writing the cache (once) | cache / database file | one image added: its batch (drops the cache) / removing it again / "
           "writing the cache again | transforming the histograms | peak / matrix | from the cache | peak / matrix |")
     for line in opens:
         print(line)
