@@ -167,7 +167,8 @@ def measure(path, queries, seed=1):
         truth = set(ids[np.lexsort((np.arange(n), exact))[:10]].tolist())
         found = {r.image_id for r in index.search_vectors([q], 10)[0]}
         recall.append(len(truth & found) / 10)
-    print(json.dumps({"n": n, "k": k, "d": d, "cached": engine.cached, "times": times, "grouped": grouped, "naive_s": naive_seconds, "recall": recall, "half": half}))
+    print(json.dumps({"n": n, "k": k, "d": d, "cached": engine.cached, "times": times, "grouped": grouped,
+                      "naive_s": naive_seconds, "recall": recall, "half": half}))
 
 
 def open_row(path, n, k, repeats):
@@ -180,7 +181,8 @@ def open_row(path, n, k, repeats):
         started = time.perf_counter()
         written = refresh_search_cache(store)
         seconds = time.perf_counter() - started
-        writing = f"{seconds:.2f} s" if written else "(there)" if "search_cache" in store.meta() else "none (quick to open)"
+        there = "(there)" if "search_cache" in store.meta() else "none (quick to open)"
+        writing = f"{seconds:.2f} s" if written else there
         # What an incremental run pays: its first batch drops the cache (a trigger), its end writes it again.
         vector = synthetic_histograms(np.random.default_rng(2), 1, k)[0]
         one = [("photos/one-more.jpg", 1, 1, "0" * 64, 256, 256, vector)]
@@ -256,8 +258,9 @@ def main():
             h = {name: v * 1e3 for name, v in r["half"].items()}
             halves.append(f"| {n:,} | {k} | {h['gemv']:.2f} | {h['numpy']:.2f} | {h['opencv']:.2f} |")
     print("\nOpening, fresh processes (median [min-max] of the openings; peak extra RSS / matrix, worst opening): "
-          "| N | K | writing the cache (once) | cache / database file | one image added: its batch (drops the cache) / removing it again / "
-          "writing the cache again | transforming the histograms | peak / matrix | from the cache | peak / matrix |")
+          "| N | K | writing the cache (once) | cache / database file "
+          "| one image added: its batch (drops the cache) / removing it again / writing the cache again "
+          "| transforming the histograms | peak / matrix | from the cache | peak / matrix |")
     for line in opens:
         print(line)
     print(f"\nload average after: {os.getloadavg()}")
