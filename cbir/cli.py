@@ -276,7 +276,7 @@ def index_command(
             try:
                 with ProgressBar("search cache", not (quiet or json_output)) as progress:
                     index.cache_for_search(progress)
-            except KeyboardInterrupt:  # no cache is kept (one transaction); the next run writes it
+            except KeyboardInterrupt:  # no new cache is kept (renamed into place when whole); the next run writes it
                 report.interrupted = True
     if json_output:
         print_json({"database": str(db), "added": report.added, "updated": report.updated,

@@ -179,7 +179,8 @@ def refresh_search_cache(store, progress=None):
     progress : callable(done, total) or None, called as rows are transformed and then written (total: twice the
         number of images)
     Takes the writer lock; when another index run holds it, does nothing (that run refreshes the cache at its end).
-    The cache is written in one transaction, and only if nothing was committed since the histograms were read.
+    The file records the state of the database its histograms were read in: if anything changed since, it is
+    never used. A cache that a small index no longer needs is removed.
     """
     try:
         store.lock_for_writing()
@@ -192,13 +193,21 @@ def refresh_search_cache(store, progress=None):
             _, _, dimension, search = _search_setup(store, None)
             count = store.counts(["images"])["images"]
             key = search.transform_key()
-            if count == 0 or not _worth_caching(count, dimension) or store.has_search_cache(key, dimension):
-                return False  # nothing to search, quick to transform at opening, or current already
+            if count == 0 or not _worth_caching(count, dimension):
+                store.drop_search_cache()
+                return False  # nothing to search, or quick to transform at opening
+            if store.search_cache_header(key, dimension) is not None:
+                return False  # current already
+        store.prepare_search_cache()  # triggers in place before the histograms are read
+        with store.snapshot():  # everything again, in the snapshot the cache will describe
+            state = store.search_cache_state()
+            _, _, dimension, search = _search_setup(store, None)
+            key, count = search.transform_key(), store.counts(["images"])["images"]
             histograms = StoredHistograms(store, dimension)
             search.transform_chunks(_counted(histograms.stream(), progress, 2 * count), count)
-            version = store.data_version()
         written = (lambda rows: progress(count + rows, 2 * count)) if progress else None
-        return store.write_search_cache(key, histograms.ids, search.transformed, version, progress=written)
+        store.write_search_cache(key, histograms.ids, search.transformed, state, progress=written)
+        return True
     finally:
         store.unlock()
 
@@ -274,7 +283,7 @@ class Index:
         if search_cache and not report.interrupted:
             try:
                 self.cache_for_search()
-            except KeyboardInterrupt:  # its transaction is rolled back: no cache, as before the run
+            except KeyboardInterrupt:  # the file is renamed into place only when whole: the old one stays
                 report.interrupted = True
         return report
 
@@ -343,7 +352,6 @@ class Index:
             "settings": meta.get("settings"),
             "codebook": [{"hex": r["hex"], "share": r["share"]} for r in self.store.codebook_rows()],
             # rows of the search's transformed matrix kept for opening fast (large indexes only), or None
-            "search_cache_rows": meta["search_cache"].get("rows") if isinstance(meta.get("search_cache"), dict)
-            else None,
+            "search_cache_rows": (self.store.search_cache_header() or {}).get("rows"),
             "bytes": size,
         }

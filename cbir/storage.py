@@ -5,9 +5,11 @@ Tables: ``meta`` (schema version and every setting that shapes a histogram), ``c
 ``failures`` (path and reason). The journal is WAL, so queries can read while an index run writes; each batch of
 images is written in one transaction, so an interrupted run leaves whole images only.
 
-A large index also keeps ``search_cache``: the search's transformed matrix in ~8 MiB row chunks, so opening reads
-it instead of recomputing it. It is derived data: triggers empty it (and drop its ``meta`` key) whenever a
-histogram, an image or the codebook changes, by cbir or any other program, so a cache that is there is current.
+A large index also has a search cache beside it, ``<database>-search-cache``: the search's transformed matrix, so
+opening reads it instead of recomputing it. It is derived data, valid for one state of the database: triggers
+bump ``meta.search_cache_generation`` whenever a histogram, an image id or the codebook changes (by cbir or any
+other program), and a cache file made at another generation, or for another database, is ignored. Dropping it is
+free (nothing to delete), and it is replaced atomically (written aside, then renamed).
 """
 
 import contextlib
@@ -27,19 +29,20 @@ from .errors import BusyError, DatabaseError
 
 SCHEMA_VERSION = 1
 TABLES = {"meta", "codebook", "images", "histograms", "failures"}
-CACHE_CHUNK_BYTES = 8 << 20
-# Any change to what the search reads drops the cache in the same transaction. Names, tables and events are fixed
-# here, never input. An image's size or mtime being brought up to date does not change what the search reads.
+# Changes to what the search reads bump the cache generation in the same transaction. Names, tables and events are
+# fixed here, never input. An image's size or mtime being brought up to date does not change what the search reads.
 _CACHE_TRIGGERS = {
-    "search_cache_drop_on_histogram_insert": "AFTER INSERT ON histograms",
-    "search_cache_drop_on_histogram_update": "AFTER UPDATE ON histograms",
-    "search_cache_drop_on_histogram_delete": "AFTER DELETE ON histograms",
-    "search_cache_drop_on_image_id_update": "AFTER UPDATE OF id ON images",
-    "search_cache_drop_on_image_delete": "AFTER DELETE ON images",
-    "search_cache_drop_on_codebook_insert": "AFTER INSERT ON codebook",
-    "search_cache_drop_on_codebook_update": "AFTER UPDATE ON codebook",
-    "search_cache_drop_on_codebook_delete": "AFTER DELETE ON codebook",
+    "search_cache_after_histogram_insert": "AFTER INSERT ON histograms",
+    "search_cache_after_histogram_update": "AFTER UPDATE ON histograms",
+    "search_cache_after_histogram_delete": "AFTER DELETE ON histograms",
+    "search_cache_after_image_id_update": "AFTER UPDATE OF id ON images",
+    "search_cache_after_image_delete": "AFTER DELETE ON images",
+    "search_cache_after_codebook_insert": "AFTER INSERT ON codebook",
+    "search_cache_after_codebook_update": "AFTER UPDATE ON codebook",
+    "search_cache_after_codebook_delete": "AFTER DELETE ON codebook",
 }
+_CACHE_MAGIC = b"cbir search cache 1\n"
+_CACHE_COPY_ROWS = 1 << 13  # rows per read or write of the cache file: bounded buffers
 
 
 def _sqlite_errors(method):
@@ -96,9 +99,6 @@ class Store:
         try:
             db = sqlite_utils.Database(path)
             db.execute("PRAGMA busy_timeout = 10000")
-            # Debian builds SQLite with secure_delete on: freeing a dropped search cache then rewrote it all in zeros
-            # (0.55 s for 100 MB). FAST still zeroes deleted rows when that costs no extra writes.
-            db.execute("PRAGMA secure_delete = FAST")
             store = cls(db, path)
             names = set(db.table_names())
         except sqlite3.DatabaseError as error:
@@ -296,64 +296,120 @@ class Store:
         except sqlite3.DatabaseError as error:
             raise DatabaseError(f"{self.path}: cannot read histograms ({error})") from None
 
-    # --- the search's transformed matrix, cached -------------------------------------------------------------
+    # --- the search's transformed matrix, cached beside the database --------------------------------------
+    @property
+    def search_cache_path(self):
+        return self.path + "-search-cache"
+
     @_sqlite_errors
+    def prepare_search_cache(self):
+        """Make sure the triggers and the generation counter exist (before reading what a cache is made from), and
+        return the database's id, made once: a cache file is valid for this database only."""
+        meta = self.meta()
+        if "search_cache_generation" in meta and "database_id" in meta and self._has_cache_triggers():
+            return meta["database_id"]
+        with self.db.atomic():
+            for name, when in _CACHE_TRIGGERS.items():
+                self.db.conn.execute(f"CREATE TRIGGER IF NOT EXISTS {name} {when} BEGIN UPDATE meta SET value = "
+                                     "CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'search_cache_generation'; "
+                                     "END")
+            self.db.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('search_cache_generation', '0')")
+            self.db.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('database_id', ?)",
+                                 [json.dumps(os.urandom(16).hex())])
+        return self.meta()["database_id"]
+
+    def _has_cache_triggers(self):
+        names = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        return set(_CACHE_TRIGGERS) <= names
+
+    @_sqlite_errors
+    def _cache_state(self):
+        """``(database id, generation)`` the cache file must carry to be current, or None (never prepared)."""
+        meta = self.meta()
+        generation, database_id = meta.get("search_cache_generation"), meta.get("database_id")
+        if not isinstance(generation, int) or not isinstance(database_id, str) or not self._has_cache_triggers():
+            return None
+        return database_id, generation
+
+    def search_cache_header(self, key=None, dimension=None):
+        """The header of the current cache file (a dict with ``rows``, ``dimension``, ``key``), or None when there is
+        none that describes this database as it is now (and, if given, made with ``key`` for ``dimension``)."""
+        try:
+            with open(self.search_cache_path, "rb") as handle:
+                return self._current_header(handle, key, dimension)
+        except (OSError, ValueError):
+            return None
+
+    def _current_header(self, handle, key, dimension):
+        """Read the header at the start of ``handle``; it if is current (and for ``key`` and ``dimension`` when
+        given), else None. ValueError when it is not a cache file's header."""
+        if handle.read(len(_CACHE_MAGIC)) != _CACHE_MAGIC:
+            raise ValueError("not a cbir search cache")
+        length = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(length)) if 0 < length < 1 << 16 else None
+        if not (isinstance(header, dict) and isinstance(header.get("rows"), int) and header["rows"] >= 0
+                and isinstance(header.get("dimension"), int) and header["dimension"] > 0):
+            raise ValueError("bad search cache header")
+        state = self._cache_state()
+        current = state is not None and (header.get("database_id"), header.get("generation")) == state
+        wanted = key is None or (header.get("key") == key and header["dimension"] == dimension)
+        return header if current and wanted else None
+
     def search_cache(self, key, dimension):
         """The cached transformed matrix made with ``key``: ``(ids (N,) int64, vectors (N, dimension) float32)``,
-        or None when there is none for this key (never made, dropped by a change, made for other settings, or
-        not what its header says: the caller then computes the matrix from the histograms, which it derives from).
-        Call inside :meth:`snapshot` together with the reads it must agree with."""
-        if not self.has_search_cache(key, dimension):
+        or None when there is none for this database as it is now (never made, made before a change, for other
+        settings, or not what its header says: the caller then computes the matrix from the histograms, which it
+        derives from). Call inside :meth:`snapshot` together with the reads it must agree with."""
+        try:
+            with open(self.search_cache_path, "rb") as handle:
+                header = self._current_header(handle, key, dimension)
+                if header is None:
+                    return None
+                rows = header["rows"]
+                if os.fstat(handle.fileno()).st_size != handle.tell() + rows * (8 + 4 * dimension):
+                    return None
+                ids, vectors = np.empty(rows, "<i8"), np.empty((rows, dimension), "<f4")
+                handle.readinto(memoryview(ids).cast("B"))
+                for start in range(0, rows, _CACHE_COPY_ROWS):
+                    handle.readinto(memoryview(vectors[start : start + _CACHE_COPY_ROWS]).cast("B"))
+        except (OSError, ValueError):
             return None
-        rows = self.meta()["search_cache"]["rows"]
-        ids, vectors = np.empty(rows, np.int64), np.empty((rows, dimension), np.float32)
-        filled = 0
-        for id_blob, vector_blob in self.db.execute("SELECT ids, vectors FROM search_cache ORDER BY chunk"):
-            n = len(id_blob) // 8 if isinstance(id_blob, bytes) else -1
-            whole = isinstance(vector_blob, bytes) and len(vector_blob) == 4 * n * dimension
-            if n < 0 or filled + n > rows or not whole:
-                return None
-            ids[filled : filled + n] = np.frombuffer(id_blob, "<i8")
-            vectors[filled : filled + n] = np.frombuffer(vector_blob, "<f4").reshape(n, dimension)
-            filled += n
-        if filled != rows or (rows > 1 and not (np.diff(ids) > 0).all()):
+        if rows > 1 and not (np.diff(ids) > 0).all():
             return None
-        return ids, vectors
+        return ids.astype(np.int64, copy=False), vectors.astype(np.float32, copy=False)
 
-    @_sqlite_errors
-    def has_search_cache(self, key, dimension):
-        """Whether a search cache made with ``key`` for ``dimension`` values per row is there (read nothing else)."""
-        if "search_cache" not in self.db.table_names():
-            return False
-        header = self.meta().get("search_cache")
-        return (isinstance(header, dict) and header.get("key") == key and header.get("dimension") == dimension
-                and isinstance(header.get("rows"), int) and header["rows"] >= 0)
-
-    @_sqlite_errors
-    def write_search_cache(self, key, ids, vectors, version, progress=None):
+    def write_search_cache(self, key, ids, vectors, state, progress=None):
         """Store the transformed matrix ``vectors (N, D) float32`` of the images ``ids (N,) int64`` (ascending),
-        made with ``key`` from what the database held at ``version`` (:meth:`data_version` in the snapshot it was
-        read in). Written only if no other connection has committed since: returns whether it was written.
-        ``progress(rows written)`` is called after each chunk."""
-        ids, vectors = np.asarray(ids, "<i8"), np.asarray(vectors, "<f4")
-        conn = self.db.conn
-        with self.db.atomic():
-            conn.execute("CREATE TABLE IF NOT EXISTS search_cache (chunk INTEGER PRIMARY KEY, ids BLOB, vectors BLOB)")
-            for name, when in _CACHE_TRIGGERS.items():
-                conn.execute(f"CREATE TRIGGER IF NOT EXISTS {name} {when} BEGIN "
-                             "DELETE FROM search_cache; DELETE FROM meta WHERE key = 'search_cache'; END")
-            conn.execute("DELETE FROM search_cache")  # a write first: from here on no other writer can commit
-            conn.execute("DELETE FROM meta WHERE key = 'search_cache'")
-            if self.data_version() != version:
-                return False  # another writer committed after the matrix was read: it is not current
-            rows = max(1, CACHE_CHUNK_BYTES // max(1, vectors.itemsize * vectors.shape[1]))
-            for chunk, start in enumerate(range(0, len(ids), rows)):
-                conn.execute("INSERT INTO search_cache (chunk, ids, vectors) VALUES (?, ?, ?)",
-                             (chunk, ids[start : start + rows].tobytes(), vectors[start : start + rows].tobytes()))
-                if progress:
-                    progress(min(start + rows, len(ids)))
-            self._set_meta({"search_cache": {"key": key, "rows": len(ids), "dimension": int(vectors.shape[1])}})
-        return True
+        made with ``key`` from the database at ``state`` (:meth:`search_cache_state` in the snapshot the
+        histograms were read in). Written aside and renamed into place; ``progress(rows written)`` after each
+        block of rows. A state that is gone by then makes a file that is never used."""
+        ids, vectors = np.ascontiguousarray(ids, "<i8"), np.ascontiguousarray(vectors, "<f4")
+        header = json.dumps({"key": key, "rows": len(ids), "dimension": int(vectors.shape[1]),
+                             "database_id": state[0], "generation": state[1]}).encode()
+        partial = self.search_cache_path + ".partial"
+        try:
+            with open(partial, "wb") as handle:
+                handle.write(_CACHE_MAGIC + len(header).to_bytes(8, "little") + header)
+                handle.write(memoryview(ids).cast("B"))
+                for start in range(0, len(ids), _CACHE_COPY_ROWS):
+                    handle.write(memoryview(vectors[start : start + _CACHE_COPY_ROWS]).cast("B"))
+                    if progress:
+                        progress(min(start + _CACHE_COPY_ROWS, len(ids)))
+            os.replace(partial, self.search_cache_path)
+        except OSError as error:
+            raise DatabaseError(f"cannot write the search cache {self.search_cache_path} ({error.strerror})") from None
+        finally:
+            if os.path.exists(partial):
+                os.unlink(partial)
+
+    def search_cache_state(self):
+        """``(database id, generation)`` of the database now (inside a snapshot: of the snapshot), or None."""
+        return self._cache_state()
+
+    def drop_search_cache(self):
+        """Remove the cache file, if any (a small index needs none)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.search_cache_path)
 
     def load_vectors(self, dimension):
         """Every stored histogram at once: ids ``(N,) int64``, vectors ``(N, dimension) float32``."""

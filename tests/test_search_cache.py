@@ -1,10 +1,15 @@
 """The search cache (the transformed matrix of a large index, kept in the database): opening from it gives the same
 engine as transforming the histograms, and any change to what the search reads drops it."""
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import cbir.index
+import cbir.storage
 from cbir import Index
 from cbir.index import load_engine, refresh_search_cache
 from cbir.storage import Store
@@ -49,7 +54,7 @@ def test_a_small_index_has_no_cache(many_photos, tmp_path, monkeypatch, raw_in_m
     monkeypatch.setattr(cbir.index, "RAW_IN_MEMORY_BYTES", raw_in_memory_bytes)
     with Index.open(tmp_path / "i.db", create=True) as index:
         index.add([many_photos], settings={"colors": 8})
-        assert not index.engine.cached and "search_cache" not in index.store.db.table_names()
+        assert not index.engine.cached and not os.path.exists(index.store.search_cache_path)
         assert index.info()["search_cache_rows"] is None
 
 
@@ -86,8 +91,7 @@ def test_any_change_to_what_the_search_reads_drops_the_cache(many_photos, tmp_pa
         ids = load_engine(store).ids
         with store.db.atomic():
             change(store, ids)
-        assert "search_cache" not in store.meta()
-        assert store.db.execute("SELECT count(*) FROM search_cache").fetchone()[0] == 0
+        assert store.search_cache_header() is None and os.path.exists(store.search_cache_path)  # there, not current
         after = load_engine(store)
         assert not after.cached
         assert refresh_search_cache(store)  # what the next index run does
@@ -114,52 +118,95 @@ def test_other_ranking_settings_transform_the_histograms(many_photos, tmp_path, 
         assert_same_engine(load_engine(index.store), other)
 
 
-def test_a_cache_is_not_written_over_a_commit_it_did_not_see(many_photos, tmp_path, large):
+def test_a_cache_made_before_a_commit_it_did_not_see_is_not_used(many_photos, tmp_path, large):
     db = tmp_path / "i.db"
     with Index.open(db, create=True) as index:
         index.add([many_photos / "sub"], settings={"colors": 8, "layout": "global"})
         store = index.store
         with store.snapshot():
-            engine = load_engine(store, use_cache=False)
+            engine, state = load_engine(store, use_cache=False), store.search_cache_state()
         with Store.open(db) as writer:  # another process adds an image after the matrix was read
             add_an_image(writer, None)
-        assert not store.write_search_cache(engine.backend.transform_key(), engine.ids,
-                                            engine.backend.transformed, engine.version)
+        store.write_search_cache(engine.backend.transform_key(), engine.ids, engine.backend.transformed, state)
+        assert store.search_cache_header() is None
         assert not load_engine(store).cached and len(load_engine(store).ids) == len(engine.ids) + 1
 
 
-@pytest.mark.parametrize("damage", [
-    "UPDATE search_cache SET vectors = substr(vectors, 1, 12) WHERE chunk = 0",
-    "UPDATE search_cache SET ids = NULL",
-    "DELETE FROM search_cache",
-    "UPDATE meta SET value = json_set(value, '$.rows', 3) WHERE key = 'search_cache'",
-    "UPDATE meta SET value = json_set(value, '$.rows', 'many') WHERE key = 'search_cache'",
-    "UPDATE search_cache SET ids = zeroblob(length(ids))",
-    ("UPDATE search_cache SET vectors = ?", [np.full(40 * 8, np.nan, "<f4").tobytes()]),  # right size, NaN
-])
-def test_a_damaged_cache_is_ignored(many_photos, tmp_path, large, damage):
-    sql, parameters = (damage, []) if isinstance(damage, str) else damage
+def rewrite_header(path, **changes):
+    """Change fields of a cache file's header (each a value, or a function of the old value); returns where the
+    ids start."""
+    data = path.read_bytes()
+    magic = b"cbir search cache 1\n"
+    length = int.from_bytes(data[len(magic) : len(magic) + 8], "little")
+    header = json.loads(data[len(magic) + 8 : len(magic) + 8 + length])
+    header.update({k: v(header[k]) if callable(v) else v for k, v in changes.items()})
+    new = json.dumps(header).encode()
+    path.write_bytes(magic + len(new).to_bytes(8, "little") + new + data[len(magic) + 8 + length :])
+    return len(magic) + 8 + len(new)
+
+
+def cut_short(path):
+    path.write_bytes(path.read_bytes()[:-20])
+
+
+def not_a_cache(path):
+    path.write_bytes(b"PK\x03\x04" + path.read_bytes()[4:])
+
+
+def fewer_rows(path):
+    rewrite_header(path, rows=3)
+
+
+def rows_not_a_number(path):
+    rewrite_header(path, rows="many")
+
+
+def an_older_generation(path):
+    rewrite_header(path, generation=lambda generation: generation - 1)
+
+
+def another_database(path):
+    rewrite_header(path, database_id="0" * 32)
+
+
+def zero_ids(path):
+    start = rewrite_header(path)
+    data = bytearray(path.read_bytes())
+    data[start : start + 40 * 8] = bytes(40 * 8)
+    path.write_bytes(bytes(data))
+
+
+def nan_values(path):
+    start = rewrite_header(path) + 40 * 8
+    data = bytearray(path.read_bytes())
+    data[start:] = np.full(40 * 8, np.nan, "<f4").tobytes()
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [cut_short, not_a_cache, fewer_rows, rows_not_a_number, an_older_generation,
+                                    another_database, zero_ids, nan_values])
+def test_a_damaged_or_foreign_cache_is_ignored(many_photos, tmp_path, large, damage):
     with Index.open(tmp_path / "i.db", create=True) as index:
         index.add([many_photos], settings={"colors": 8, "layout": "global"})
-        with index.store.db.atomic():
-            index.store.db.execute(sql, parameters)
+        assert load_engine(index.store).cached
+        damage(Path(index.store.search_cache_path))
         engine = load_engine(index.store)
         assert not engine.cached
         assert_same_engine(engine, load_engine(index.store, use_cache=False))
 
 
 def test_ctrl_c_while_caching_keeps_the_index_and_leaves_no_cache(many_photos, tmp_path, large, monkeypatch):
-    def interrupted(store, values):
+    def interrupted(*args):
         raise KeyboardInterrupt
 
     with Index.open(tmp_path / "i.db", create=True) as index:
         index.add([many_photos], settings={"colors": 8, "layout": "global"})
-        add_an_image(index.store, None)  # drops the cache
+        add_an_image(index.store, None)  # the cache is out of date now
         with monkeypatch.context() as patch:
-            patch.setattr(Store, "_set_meta", interrupted)  # the cache's last write: its rows are in by then
+            patch.setattr(cbir.storage.os, "replace", interrupted)  # the file is written, not yet in place
             report = index.add([many_photos])
         assert report.interrupted and report.unchanged == 40
-        assert index.store.db.execute("SELECT count(*) FROM search_cache").fetchone()[0] == 0
+        assert not os.path.exists(index.store.search_cache_path + ".partial")
         assert not load_engine(index.store).cached
         assert not index.add([many_photos]).interrupted and load_engine(index.store).cached
 
@@ -172,8 +219,9 @@ def test_check_compares_the_cache_with_the_histograms(many_photos, tmp_path, lar
         index.add([many_photos], settings={"colors": 8, "layout": "global"})
     report = check_database(db)
     assert report.ok and [f.ok for f in report.findings if f.name == "search_cache"] == [True]
-    with Store.open(db) as store, store.db.atomic():  # same sizes, other values: only a comparison can tell
-        store.db.execute("UPDATE search_cache SET vectors = zeroblob(length(vectors))")
+    path = Path(str(db) + "-search-cache")  # same sizes, other values: only a comparison can tell
+    start = rewrite_header(path) + 40 * 8
+    path.write_bytes(path.read_bytes()[:start] + bytes(40 * 8 * 4))
     report = check_database(db)
     finding = [f for f in report.findings if f.name == "search_cache"]
     assert not report.ok and len(finding) == 1 and "differs from the histograms in 40 rows" in finding[0].detail
@@ -212,3 +260,12 @@ def test_cbir_index_writes_the_cache_and_ctrl_c_there_exits_130(many_photos, tmp
     monkeypatch.setattr(Index, "cache_for_search", interrupted)
     code, out, err = cli("index", many_photos, "--db", db, "--workers", "1")
     assert code == 130 and "unchanged 40" in out and "Interrupted: finished images are kept" in err
+
+
+def test_an_index_that_no_longer_needs_a_cache_loses_its_file(many_photos, tmp_path, large, monkeypatch):
+    with Index.open(tmp_path / "i.db", create=True) as index:
+        index.add([many_photos], settings={"colors": 8, "layout": "global"})
+        assert os.path.exists(index.store.search_cache_path)
+        monkeypatch.setattr(cbir.index, "SEARCH_CACHE_ROWS", 1000)  # now it opens quickly enough without one
+        index.add([many_photos])
+        assert not os.path.exists(index.store.search_cache_path) and not load_engine(index.store).cached
