@@ -86,8 +86,8 @@ class Engine:
 
 RAW_IN_MEMORY_BYTES = 64 << 20  # raw histograms up to this size stay in memory beside the transformed ones
 # A search cache pays where opening is slow: a row object per image (~1.2 us each) and the transform's
-# B*K^2 products. It costs a rewrite at the end of every index run that changed something (2.4 s at 1M x 64), so
-# indexes that open in about half a second without one (50,000 default-layout images, 244 MiB) do not get one.
+# B*K^2 products. It costs a rewrite at the end of every index run that changed something (1.1-1.3 s at 1M x 64),
+# so indexes that open in about half a second without one (50,000 default-layout images, 244 MiB) do not get one.
 SEARCH_CACHE_ROWS = 200_000
 SEARCH_CACHE_BYTES = 512 << 20
 

@@ -203,7 +203,7 @@ class QuadraticFormSearch(_Search):
         k = len(self.similarity)
         diff = (self._shares(self.vectors[rows], np.float64) - self._shares(query, np.float64))
         # One 2-D product over every (row, block): numpy's stacked (n, B, K) @ (K, K) is one small product per row,
-        # 1.5-2.3x slower (python tests/benchmarks/profile_open.py, item 5). Two einsum operands: no generic loop.
+        # 1.5-2.6x slower (python tests/benchmarks/profile_open.py, item 5). Two einsum operands: no generic loop.
         diff = diff.reshape(len(rows) * self.blocks, k)
         per_block = np.einsum("ik,ik->i", diff @ self.similarity, diff).reshape(len(rows), self.blocks)
         return np.sqrt(np.maximum(per_block @ self.weights, 0))
