@@ -8,8 +8,8 @@ images is written in one transaction, so an interrupted run leaves whole images 
 A large index also has a search cache beside it, ``<database>-search-cache``: the search's transformed matrix, so
 opening reads it instead of recomputing it. It is derived data, valid for one state of the database: triggers
 bump ``meta.search_cache_generation`` whenever a histogram, an image id or the codebook changes (by cbir or any
-other program), and a cache file made at another generation, or for another database, is ignored. Dropping it is
-free (nothing to delete), and it is replaced atomically (written aside, then renamed).
+other program), and a cache file made at another generation, or for another database, is ignored. Outdating it
+costs nothing (nothing to delete), and it is replaced atomically (written aside, then renamed).
 """
 
 import contextlib
@@ -303,11 +303,10 @@ class Store:
 
     @_sqlite_errors
     def prepare_search_cache(self):
-        """Make sure the triggers and the generation counter exist (before reading what a cache is made from), and
-        return the database's id, made once: a cache file is valid for this database only."""
-        meta = self.meta()
-        if "search_cache_generation" in meta and "database_id" in meta and self._has_cache_triggers():
-            return meta["database_id"]
+        """Make sure the triggers, the generation counter and the database's id (made once: a cache file is valid
+        for this database only) exist, before reading what a cache is made from."""
+        if self.search_cache_state() is not None:
+            return
         with self.db.atomic():
             for name, when in _CACHE_TRIGGERS.items():
                 self.db.conn.execute(f"CREATE TRIGGER IF NOT EXISTS {name} {when} BEGIN UPDATE meta SET value = "
@@ -316,15 +315,15 @@ class Store:
             self.db.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('search_cache_generation', '0')")
             self.db.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('database_id', ?)",
                                  [json.dumps(os.urandom(16).hex())])
-        return self.meta()["database_id"]
 
     def _has_cache_triggers(self):
         names = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
         return set(_CACHE_TRIGGERS) <= names
 
     @_sqlite_errors
-    def _cache_state(self):
-        """``(database id, generation)`` the cache file must carry to be current, or None (never prepared)."""
+    def search_cache_state(self):
+        """``(database id, generation)`` a cache file must carry to be current now (inside a snapshot: for the
+        snapshot), or None (never prepared)."""
         meta = self.meta()
         generation, database_id = meta.get("search_cache_generation"), meta.get("database_id")
         if not isinstance(generation, int) or not isinstance(database_id, str) or not self._has_cache_triggers():
@@ -341,8 +340,8 @@ class Store:
             return None
 
     def _current_header(self, handle, key, dimension):
-        """Read the header at the start of ``handle``; it if is current (and for ``key`` and ``dimension`` when
-        given), else None. ValueError when it is not a cache file's header."""
+        """The header at the start of ``handle`` if it is current (and for ``key`` and ``dimension`` when given),
+        else None. ValueError when it is not a cache file's header."""
         if handle.read(len(_CACHE_MAGIC)) != _CACHE_MAGIC:
             raise ValueError("not a cbir search cache")
         length = int.from_bytes(handle.read(8), "little")
@@ -350,7 +349,7 @@ class Store:
         if not (isinstance(header, dict) and isinstance(header.get("rows"), int) and header["rows"] >= 0
                 and isinstance(header.get("dimension"), int) and header["dimension"] > 0):
             raise ValueError("bad search cache header")
-        state = self._cache_state()
+        state = self.search_cache_state()
         current = state is not None and (header.get("database_id"), header.get("generation")) == state
         wanted = key is None or (header.get("key") == key and header["dimension"] == dimension)
         return header if current and wanted else None
@@ -401,10 +400,6 @@ class Store:
         finally:
             if os.path.exists(partial):
                 os.unlink(partial)
-
-    def search_cache_state(self):
-        """``(database id, generation)`` of the database now (inside a snapshot: of the snapshot), or None."""
-        return self._cache_state()
 
     def drop_search_cache(self):
         """Remove the cache file, if any (a small index needs none)."""
