@@ -218,10 +218,21 @@ class ProgressBar:
         return self
 
     def __call__(self, done, total):
-        if self.bar is not None:
-            if self.task is None:
-                self.task = self.bar.add_task(self.label, total=total)
-            self.bar.update(self.task, completed=done)
+        """Progress of the current stage (the first: the label the bar was made with)."""
+        self.stage(self.label)(done, total)
+
+    def stage(self, label):
+        """A progress callable(done, total) for one stage of the work: the bar shows ``label`` from its first call
+        on (rich allows one live display, so stages take turns in one bar)."""
+        def update(done, total):
+            if self.bar is not None:
+                if self.task is None or self.label != label:
+                    if self.task is not None:
+                        self.bar.remove_task(self.task)
+                    self.label, self.task = label, self.bar.add_task(label, total=total)
+                self.bar.update(self.task, completed=done)
+
+        return update
 
     def __exit__(self, *exc):
         if self.bar is not None:
@@ -268,16 +279,9 @@ def index_command(
 
     overrides = dict(colors=colors, layout=layout, space=space, min_side=min_side, sample=sample, kernel=kernel,
                      sigma=sigma, power=power)
-    with Index.open(db, create=True) as index:
-        with ProgressBar("indexing", not (quiet or json_output)) as progress:
-            report = index.add(paths, settings=overrides, rebuild=rebuild, progress=progress,
-                               workers=workers, search_cache=False)
-        if not report.interrupted:
-            try:
-                with ProgressBar("search cache", not (quiet or json_output)) as progress:
-                    index.cache_for_search(progress)
-            except KeyboardInterrupt:  # no new cache is kept (renamed into place when whole); the next run writes it
-                report.interrupted = True
+    with Index.open(db, create=True) as index, ProgressBar("indexing", not (quiet or json_output)) as bar:
+        report = index.add(paths, settings=overrides, rebuild=rebuild, progress=bar, workers=workers,
+                           cache_progress=bar.stage("search cache"))
     if json_output:
         print_json({"database": str(db), "added": report.added, "updated": report.updated,
                     "unchanged": report.unchanged, "removed": report.removed, "failed": report.failed,
@@ -492,19 +496,8 @@ def evaluate_command(
     settings = dict(colors=colors, layout=layout, space=space, min_side=min_side, sample=sample, seed=seed,
                     kernel=kernel, sigma=sigma, power=power)
     with ProgressBar("indexing", not (quiet or json_output)) as bar:
-
-        def stage(label):  # one live bar on stderr (rich allows one), one task per stage
-            def update(done, total):
-                if bar.bar is not None and (bar.task is None or bar.label != label):
-                    if bar.task is not None:
-                        bar.bar.remove_task(bar.task)
-                    bar.label, bar.task = label, bar.bar.add_task(label, total=total)
-                bar(done, total)
-
-            return update
-
         report = run_experiment(directory, labels, db=db, settings=settings, distances=distances, rebuild=rebuild,
-                                index_progress=stage("indexing"), query_progress=stage("querying"))
+                                index_progress=bar.stage("indexing"), query_progress=bar.stage("querying"))
     if json_output:
         print_json(report)
         return

@@ -274,15 +274,16 @@ class Index:
             self._engine = load_engine(self.store, self.ranking)
         return self._engine
 
-    def add(self, paths, *, settings=None, rebuild=False, progress=None, workers=1, search_cache=True):
+    def add(self, paths, *, settings=None, rebuild=False, progress=None, workers=1, search_cache=True,
+            cache_progress=None):
         """Index the image files under ``paths`` incrementally; see :func:`cbir.indexer.index_paths`. Then, unless
-        interrupted or ``search_cache`` is False, :meth:`cache_for_search` (``progress`` is not called for it;
-        Ctrl-C there sets ``report.interrupted``: no cache is kept, and the next run writes it)."""
+        interrupted or ``search_cache`` is False, :meth:`cache_for_search` with ``cache_progress`` (Ctrl-C there
+        sets ``report.interrupted``: no new cache is kept, and the next run writes it)."""
         report = index_paths(self.store, paths, settings, rebuild=rebuild, progress=progress, workers=workers)
         self._engine = None
         if search_cache and not report.interrupted:
             try:
-                self.cache_for_search()
+                self.cache_for_search(cache_progress)
             except KeyboardInterrupt:  # the file is renamed into place only when whole: the old one stays
                 report.interrupted = True
         return report

@@ -12,11 +12,8 @@ stays the single SQLite writer; results come back in file order, so the database
 import concurrent.futures
 import errno
 import hashlib
-import multiprocessing
-import multiprocessing.forkserver
 import os
 import signal
-import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -30,7 +27,6 @@ from .errors import CbirError
 from .features import LUT_BITS, histogram, lookup_table
 from .settings import Settings, SettingsError
 from .workers import context as _context
-from .workers import default_workers  # noqa: F401  (part of this module's interface)
 from .workers import start_server as _start_server
 
 BATCH_SIZE = 256

@@ -25,6 +25,22 @@ def photo():
 
 
 @pytest.fixture
+def many_photos(tmp_path):
+    """A folder of 40 small photos (PNG and JPEG, some in a subfolder) and two broken files."""
+    from cbir.decode import write_image
+    from test_index import make_photo
+
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(40):
+        write_image(folder / ("sub" if i % 3 else "") / f"p{i:03d}.{'jpg' if i % 2 else 'png'}",
+                    make_photo(i, size=(30 + i, 50)))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "empty.png").write_bytes(b"")
+    return folder
+
+
+@pytest.fixture
 def cli():
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
     from typer.testing import CliRunner

@@ -83,18 +83,6 @@ def test_truncation_check_follows_the_rule_on_every_cut_and_ending():
     assert not decode._jpeg_truncated(data) and decode._jpeg_truncated(data[:-2])
 
 
-@pytest.fixture
-def many_photos(tmp_path):
-    folder = tmp_path / "photos"
-    (folder / "sub").mkdir(parents=True)
-    for i in range(40):
-        write_image(folder / ("sub" if i % 3 else "") / f"p{i:03d}.{'jpg' if i % 2 else 'png'}",
-                    make_photo(i, size=(30 + i, 50)))
-    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    (folder / "empty.png").write_bytes(b"")
-    return folder
-
-
 def dump(db):
     with sqlite3.connect(db) as conn:
         return {table: conn.execute(f"SELECT {columns} FROM {table} ORDER BY 1").fetchall() for table, columns in (

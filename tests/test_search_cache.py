@@ -14,8 +14,6 @@ from cbir import Index
 from cbir.index import load_engine, refresh_search_cache
 from cbir.storage import Store
 
-from test_performance_paths import many_photos  # noqa: F401  (a fixture)
-
 
 @pytest.fixture
 def large(monkeypatch):
