@@ -1,32 +1,47 @@
 """cbir: content-based image retrieval by k-means colour histograms and the QBIC quadratic-form distance.
 
-``Index``, ``Result`` and ``IndexReport`` are imported on first use (PEP 562): a worker process of an index run
-imports ``cbir.indexer`` and needs numpy and OpenCV, not SQLite, sqlite-utils and the search (a third of its
-start-up time).
+``Index`` is the door to an index database; the numeric core (:mod:`cbir.core`) and image file input and output
+(:mod:`cbir.imageio`) are usable on their own. ``Index`` and what comes with it are imported on first use
+(PEP 562): a worker process of an index run imports this package and needs numpy and OpenCV, not SQLite,
+sqlite-utils and the search.
 """
 
 import importlib
 
-from .decode import read_image, write_image
-from .errors import BusyError, CbirError, DatabaseError, DecodeError
-from .quantize import Quantization, mean_delta_e, quantize, rgb_mse
+from .core.colour_query import TargetColour, parse_colour, parse_target
+from .core.quantize import Quantization, mean_delta_e, quantize, rgb_mse
+from .errors import (BusyError, CbirError, ColourError, DatabaseError, DecodeError, EvaluationError, Remedy,
+                     SettingsError, WriteError)
+from .imageio import read_image, write_image
 from .settings import Settings
 
 __version__ = "0.1.0"
 
-_LAZY = {"Index": "index", "Result": "index", "IndexReport": "indexer"}
+_LAZY = {"Index": "index", "Result": "index", "Failure": "index", "IndexReport": "index", "Tuning": "index",
+         "CheckReport": "index"}
 
 __all__ = [
     "BusyError",
     "CbirError",
+    "CheckReport",
+    "ColourError",
     "DatabaseError",
     "DecodeError",
+    "EvaluationError",
+    "Failure",
     "Index",
     "IndexReport",
+    "Quantization",
+    "Remedy",
     "Result",
     "Settings",
-    "Quantization",
+    "SettingsError",
+    "TargetColour",
+    "Tuning",
+    "WriteError",
     "mean_delta_e",
+    "parse_colour",
+    "parse_target",
     "quantize",
     "read_image",
     "rgb_mse",

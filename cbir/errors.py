@@ -1,16 +1,71 @@
-"""The one exception hierarchy of cbir.
+"""Every error cbir raises on purpose, in one place.
 
-The library raises these; the CLI turns them into ``Error: ...`` on stderr with exit code 1.
-Numeric functions raise ``ValueError`` for malformed arrays (a programming error, not user input).
+The library raises these with messages in Python terms. A face adds its own advice: the CLI prints
+``Error: ...`` on stderr with exit code 1 and, when an error names a :class:`Remedy`, the command line that fixes
+it instead of the Python advice. Numeric functions raise ``ValueError`` for malformed arrays (a programming
+error, not user input).
 """
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Remedy(str, Enum):
+    """What fixes an error, named so that each face can say it in its own terms."""
+
+    CREATE = "create"  # there is no index database yet
+    ADD = "add"  # the index has no codebook or no images yet
+    REBUILD = "rebuild"  # the index cannot be used as it is: recompute it from the photos
+    REBUILD_IF_DAMAGED = "rebuild-if-damaged"  # SQLite failed: a full disk, or a damaged file
+    REBUILD_FOR_SETTINGS = "rebuild-for-settings"  # new histogram settings need every histogram recomputed
+    ONE_WORKER = "one-worker"  # a worker process died: one process finds the file that kills it
+    DATABASE_FILE = "database-file"  # a folder was given where the database file was expected
+    CHECK = "check"  # the database changed under a query, or is damaged: check it
+    REINDEX = "reindex"  # indexed files are gone or changed: indexing their folders again brings the index in step
+    GIVE_COLOUR = "give-colour"  # a colour query without any colour
+
+
+# Advice for a Python caller; the CLI has its own table (cbir/cli/output.py).
+_PYTHON_ADVICE = {
+    Remedy.CREATE: "make one with Index.open(path, create=True) and add photos with Index.add",
+    Remedy.ADD: "add photos with Index.add(paths)",
+    Remedy.REBUILD: "rebuild it with Index.add(paths, rebuild=True)",
+    Remedy.REBUILD_IF_DAMAGED: "if the database is damaged, rebuild it with Index.add(paths, rebuild=True)",
+    Remedy.REBUILD_FOR_SETTINGS: "pass rebuild=True to recompute every histogram with the new settings",
+    Remedy.ONE_WORKER: "add the same paths again (what is finished is kept), with workers=1 to find a file that "
+                       "crashes it",
+    Remedy.DATABASE_FILE: "pass the path of the database file",
+    Remedy.CHECK: "check it with Index.check(path)",
+    Remedy.REINDEX: "add their folders again with Index.add (files gone from them are forgotten)",
+    Remedy.GIVE_COLOUR: "e.g. parse_target(['#1e90ff:40'])",
+}
 
 
 class CbirError(Exception):
-    """Base class: something the user can fix, with a message that says how."""
+    """Base class: something the user can fix.
+
+    Attributes
+    ----------
+    problem : str
+        What is wrong, without advice.
+    remedy : Remedy or None
+        What fixes it; ``str(error)`` ends with the advice for a Python caller.
+    """
+
+    def __init__(self, problem: str, *, remedy: Remedy | None = None) -> None:
+        self.problem = problem
+        self.remedy = remedy
+        advice = _PYTHON_ADVICE.get(remedy) if remedy is not None else None
+        super().__init__(f"{problem}; {advice}" if advice else problem)
 
 
 class DecodeError(CbirError):
     """A file could not be read as an image."""
+
+
+class WriteError(CbirError):
+    """An output file (an image, a page) could not be written."""
 
 
 class DatabaseError(CbirError):
@@ -19,3 +74,19 @@ class DatabaseError(CbirError):
 
 class BusyError(DatabaseError):
     """Another process holds the index database for writing."""
+
+
+class SettingsError(CbirError):
+    """A setting has a value cbir cannot use, or a change it cannot make without a rebuild."""
+
+
+class ColourError(CbirError):
+    """A colour or a colour query cannot be understood."""
+
+
+class EvaluationError(CbirError):
+    """A labelled collection that cannot be evaluated (bad labels file, missing images...)."""
+
+
+__all__ = ["BusyError", "CbirError", "ColourError", "DatabaseError", "DecodeError", "EvaluationError", "Remedy",
+           "SettingsError", "WriteError"]

@@ -1,19 +1,18 @@
 """Every choice that shapes a histogram or a ranking, kept together and stored with each index."""
 
+from __future__ import annotations
+
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, ClassVar
 
-from .errors import CbirError
-from .features import LAYOUTS
-from .qfd import KERNELS
-
-
-class SettingsError(CbirError):
-    """A setting has a value cbir cannot use."""
+from .core.histogram import LAYOUTS
+from .core.qfd import KERNELS
+from .errors import SettingsError
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Index settings.
+    """Index settings: validated when made (a SettingsError names every value that is wrong).
 
     colors : codebook size K
     space : colour space of the codebook k-means and of the nearest-colour lookup ("lab" or "rgb")
@@ -24,6 +23,18 @@ class Settings:
     power : shares are raised to this power before the quadratic form (0.5: square root; 1: raw shares)
     kernel : similarity kernel of A ("qbic": 1 - d/d_max, or "gaussian": exp(-sigma (d/d_max)^2))
     sigma : sharpness of the gaussian kernel (400: similarity 1/e at d = d_max / 20, about 6 CIELAB units)
+
+    Examples
+    --------
+    >>> from cbir import Settings
+    >>> Settings().colors, Settings().layout
+    (128, 'global+3x3')
+    >>> Settings().with_changes(colors=64, kernel=None).colors
+    64
+    >>> Settings(colors=1)
+    Traceback (most recent call last):
+    ...
+    cbir.errors.SettingsError: colors must be in 2..1024, got 1
     """
 
     # Defaults measured on Corel/Wang 1000 (docs/evaluation.md; tests/benchmarks/bench_retrieval.py): each is
@@ -38,7 +49,7 @@ class Settings:
     kernel: str = "gaussian"
     sigma: float = 400.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         problems = []
         if not 2 <= self.colors <= 1024:
             problems.append(f"colors must be in 2..1024, got {self.colors}")
@@ -60,13 +71,15 @@ class Settings:
             raise SettingsError("; ".join(problems))
 
     # Settings that change the stored histograms; the others only change how they are compared.
-    HISTOGRAM_FIELDS = ("colors", "space", "layout", "min_side", "sample", "seed")
+    HISTOGRAM_FIELDS: ClassVar[tuple[str, ...]] = ("colors", "space", "layout", "min_side", "sample", "seed")
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a dict of plain values (what an index stores)."""
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values):
+    def from_dict(cls, values: Any) -> Settings:
+        """Settings from a stored dict, refusing unknown names and values of the wrong type."""
         if not isinstance(values, dict):
             raise SettingsError(f"stored settings are a {type(values).__name__}, not a mapping: damaged database?")
         known = {f.name: type(f.default) for f in fields(cls)}
@@ -80,5 +93,6 @@ class Settings:
             raise SettingsError(f"settings of the wrong type: {', '.join(f'{n}={values[n]!r}' for n in sorted(wrong))}")
         return cls(**values)
 
-    def with_changes(self, **changes):
+    def with_changes(self, **changes: Any) -> Settings:
+        """A copy with some fields changed; ``None`` values leave a field as it is."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

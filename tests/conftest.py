@@ -1,18 +1,7 @@
-from pathlib import Path
+"""Fixtures shared by the test modules; helpers (functions, paths of the shared data) are in helpers/."""
 
 import numpy as np
 import pytest
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-KODAK = SHARED / "kodak"
-WANG = SHARED / "wang1000"
-
-
-def require(path):
-    """Skip the test cleanly when the shared measurement data is absent."""
-    if not path.exists():
-        pytest.skip(f"{path} is not available (shared measurement data)")
-    return path
 
 
 @pytest.fixture
@@ -27,8 +16,8 @@ def photo():
 @pytest.fixture
 def many_photos(tmp_path):
     """A folder of 40 small photos (PNG and JPEG, some in a subfolder) and two broken files."""
-    from cbir.decode import write_image
-    from test_index import make_photo
+    from cbir.imageio import write_image
+    from helpers import make_photo
 
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)

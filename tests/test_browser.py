@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from cbir.decode import write_image
-from test_index import make_photo
+from cbir.imageio import write_image
+from helpers import make_photo
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

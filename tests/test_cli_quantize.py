@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from cbir.decode import read_image, write_image
+from cbir.imageio import read_image, write_image
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cbir import docgen
+from cbir.cli import docgen
 
 
 def test_cli_reference_is_up_to_date():

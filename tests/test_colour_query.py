@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from cbir import Index
-from cbir.decode import write_image
-from cbir.target import ColourError, parse_colour, parse_target, rest_share, target_histogram
-from test_index import write_photos
+from cbir.imageio import write_image
+from cbir.core.colour_query import ColourError, parse_colour, parse_target, rest_share, target_histogram
+from helpers import write_photos
 
 
 @pytest.mark.parametrize("text, rgb", [

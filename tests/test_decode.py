@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cbir.decode import MAX_PIXELS, decode_image, encode_image, header_size, read_image, reduction_for, write_image
-from cbir.errors import DecodeError
+from cbir.imageio import MAX_PIXELS, decode_image, encode_image, header_size, read_image, reduction_for, write_image
+from cbir.errors import DecodeError, WriteError
 
 
 def png_bytes(array):
@@ -80,6 +80,6 @@ def test_jpeg_header_size_and_reduced_decode():
 
 
 def test_write_image_refuses_unknown_format(tmp_path):
-    with pytest.raises(DecodeError, match="cannot write"):
+    with pytest.raises(WriteError, match="cannot write"):
         write_image(tmp_path / "x.unknown", np.zeros((2, 2, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from cbir import BusyError, Index
-from cbir.check import check_database
-from cbir.decode import write_image
+from cbir.index.check import check_database
+from cbir.imageio import write_image
 
 N_IMAGES = 240
 BATCH = 8
@@ -26,10 +26,12 @@ WAIT = 180  # seconds: generous, for a slow shared machine; a test only waits th
 
 SLOW_CBIR = """
 import sys, time
-import cbir.indexer as indexer
-import cbir.workers
+import cbir.index.api
+import cbir.index.run as indexer
+import cbir.index.workers
+from cbir.index.tuning import Tuning
 
-indexer.BATCH_SIZE = {batch}
+cbir.index.api.DEFAULT_TUNING = Tuning(batch_size={batch})
 real_describe = indexer.describe
 
 def slow_describe(*args, **kwargs):
@@ -37,7 +39,7 @@ def slow_describe(*args, **kwargs):
     return real_describe(*args, **kwargs)
 
 indexer.describe = slow_describe
-cbir.workers.default_workers = lambda: 1  # the slowed describe is patched in this process only
+cbir.index.workers.default_workers = lambda: 1  # the slowed describe is patched in this process only
 from cbir.cli import app
 app(sys.argv[1:], prog_name="cbir")
 """
@@ -185,7 +187,7 @@ def test_queries_and_checks_during_an_index_run_see_consistent_states(collection
 
 
 def test_ctrl_c_before_any_image_exits_130_and_leaves_a_usable_database(cli, collection, tmp_path, monkeypatch):
-    import cbir.indexer
+    import cbir.index.run
 
     db = tmp_path / "i.db"
     run_to_completion(cli, collection, db)
@@ -193,7 +195,7 @@ def test_ctrl_c_before_any_image_exits_130_and_leaves_a_usable_database(cli, col
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cbir.indexer, "learn_collection_codebook", interrupted)  # Ctrl-C while learning
+    monkeypatch.setattr(cbir.index.run, "learn_collection_codebook", interrupted)  # Ctrl-C while learning
     code, out, err = cli("index", collection, "--db", db, "--rebuild")
     assert code == 130 and out == "" and err.startswith("Interrupted") and "Traceback" not in err
     assert_sound(db, N_IMAGES)  # the rebuild never started writing: the old index is intact

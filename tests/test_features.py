@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from cbir.colour import to_space
-from cbir.features import LAYOUTS, histogram, lookup_table, n_blocks, region_map
-from cbir.kmeans import nearest_centre
+from cbir.core.colour import to_space
+from cbir.core.histogram import LAYOUTS, histogram, lookup_table, n_blocks, region_map
+from cbir.core.kmeans import nearest_centre
 
 
 def test_lookup_table_labels_bin_centres_with_their_nearest_colour():
@@ -19,7 +19,7 @@ def test_lookup_table_agrees_with_exact_assignment_on_most_pixels():
     codebook = to_space(rng.integers(0, 256, (64, 3)).astype(np.float32), "lab")
     pixels = rng.integers(0, 256, (20000, 3)).astype(np.uint8)
     lut = lookup_table(codebook, "lab")
-    from cbir.colour import bin_index
+    from cbir.core.colour import bin_index
 
     agreement = (lut[bin_index(pixels, 6)] == nearest_centre(to_space(pixels, "lab"), codebook)).mean()
     assert agreement > 0.9
@@ -58,7 +58,7 @@ def test_region_maps_cover_the_image():
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_block_weights_give_regions_together_the_weight_of_the_whole_image(layout):
-    from cbir.features import block_weights
+    from cbir.core.histogram import block_weights
 
     weights = block_weights(layout)
     assert weights.shape == (n_blocks(layout),)
@@ -84,7 +84,7 @@ def random_lut_and_images(n_colors, noise_size, smooth_size, slope):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("n_colors", [3, 64, 300])
 def test_opencv_counts_equal_the_numpy_reference(layout, n_colors):
-    from cbir.features import region_counts
+    from cbir.core.histogram import region_counts
 
     lut, images = random_lut_and_images(n_colors, (31, 45), (37, 53), [5, 3, 1])
     for image in images:
@@ -95,7 +95,7 @@ def test_opencv_counts_equal_the_numpy_reference(layout, n_colors):
 
 @pytest.mark.parametrize("bits", [1, 4, 7])
 def test_opencv_counts_equal_the_numpy_reference_for_other_lut_sizes(photo, bits):
-    from cbir.features import region_counts
+    from cbir.core.histogram import region_counts
 
     codebook = to_space(np.array([[0, 0, 0], [255, 255, 255], [200, 50, 50]], np.float32), "lab")
     lut = lookup_table(codebook, "lab", bits=bits)
@@ -104,7 +104,7 @@ def test_opencv_counts_equal_the_numpy_reference_for_other_lut_sizes(photo, bits
 
 
 def test_writable_lut_or_odd_image_takes_the_numpy_path(photo):
-    from cbir.features import region_counts
+    from cbir.core.histogram import region_counts
 
     codebook = to_space(np.array([[0, 0, 0], [255, 255, 255]], np.float32), "lab")
     lut = lookup_table(codebook, "lab")
@@ -120,7 +120,7 @@ def test_writable_lut_or_odd_image_takes_the_numpy_path(photo):
 
 def reference_histogram(image, lut, n_colors, layout):
     """The histogram as first written: float64 shares of the numpy reference counts, rounded to float32."""
-    from cbir.features import region_counts
+    from cbir.core.histogram import region_counts
 
     counts = region_counts(image, lut, n_colors, layout, method="numpy").astype(np.float64)
     if layout.startswith("global+"):
@@ -131,8 +131,8 @@ def reference_histogram(image, lut, n_colors, layout):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("n_colors", [3, 128, 300])
 def test_histogram_is_bit_identical_to_float64_shares_of_the_reference_counts(layout, n_colors):
-    from conftest import WANG
-    from cbir.decode import read_image
+    from helpers import WANG
+    from cbir.imageio import read_image
 
     lut, images = random_lut_and_images(n_colors, (61, 83), (97, 131), [2, 1, 0.5])
     if (WANG / "7.jpg").exists():

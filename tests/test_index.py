@@ -6,29 +6,10 @@ import numpy as np
 import pytest
 
 from cbir import DatabaseError, Index
-from cbir.decode import write_image
-from cbir.features import n_blocks
+from cbir.imageio import write_image
+from cbir.core.histogram import n_blocks
 from cbir.settings import Settings
-
-
-def make_photo(seed, size=(40, 56)):
-    """A synthetic photo: a few coloured blobs on a tinted background, different for every seed."""
-    rng = np.random.default_rng(seed)
-    image = np.empty((*size, 3), np.uint8)
-    image[:] = rng.integers(0, 256, 3)
-    yy, xx = np.mgrid[0 : size[0], 0 : size[1]]
-    for _ in range(4):
-        cy, cx, r = rng.integers(0, size[0]), rng.integers(0, size[1]), rng.integers(5, 20)
-        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(0, 256, 3)
-    return np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
-
-
-def write_photos(folder, count, size=(40, 56)):
-    """``count`` synthetic photos p0.png, p1.png ... in ``folder`` (made if needed); returns the folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        write_image(folder / f"p{i}.png", make_photo(i, size))
-    return folder
+from helpers import make_photo, rows, write_photos
 
 
 @pytest.fixture
@@ -37,11 +18,6 @@ def photos(tmp_path):
     (folder / "sub").mkdir()
     write_image(folder / "sub" / "q.jpg", make_photo(10))
     return folder
-
-
-def rows(db, sql):
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql).fetchall()
 
 
 def test_index_then_query_ranks_itself_first_at_distance_zero(cli, photos, tmp_path):
@@ -143,8 +119,8 @@ def test_other_codebook_size_needs_rebuild_and_rebuild_works(cli, photos, tmp_pa
     code, out, _ = cli("index", photos, "--db", db, "--colors", 32, "--rebuild")
     assert code == 0 and "added 7" in out
     with Index.open(db) as index:
-        assert len(index.engine.codebook) == 32
-        assert index.engine.backend.transformed.shape == (7, 32 * n_blocks(Settings().layout))
+        assert len(index.codebook_colours()[0]) == 32
+        assert index.histograms(index.image_paths()[0]).shape == (7, 32 * n_blocks(Settings().layout))
 
 
 @pytest.mark.parametrize("tampering, message", [

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cbir.kmeans import nearest_centre, weighted_kmeans
+from cbir.core.kmeans import nearest_centre, weighted_kmeans
 
 
 def naive_lloyd(points, weights, centres, iterations=200):

@@ -12,17 +12,16 @@ import numpy as np
 import pytest
 
 import cv2
-import cbir.decode as decode
-import cbir.indexer as indexer
-from cbir import CbirError
-from cbir.decode import decode_image, write_image
-from cbir.qfd import similarity_matrix
-from cbir.search import NaiveQuadraticFormSearch, QuadraticFormSearch, _smallest
-from cbir.storage import Store
-
-from conftest import KODAK, WANG
-from messy_corpus import cmyk_jpeg, encoded, exif_jpeg
-from test_index import make_photo
+import cbir.imageio as decode
+import cbir.index.api
+import cbir.index.run as indexer
+from cbir import CbirError, Tuning
+from cbir.core.backends import NaiveQuadraticFormSearch, QuadraticFormSearch, _smallest
+from cbir.core.qfd import similarity_matrix
+from cbir.imageio import decode_image, write_image
+from cbir.store import Store
+from helpers import KODAK, WANG, make_photo
+from helpers.corpus import cmyk_jpeg, encoded, exif_jpeg
 
 
 def jpeg_variants():
@@ -91,7 +90,7 @@ def dump(db):
 
 
 def test_parallel_index_writes_the_same_database(many_photos, tmp_path, monkeypatch, cli):
-    monkeypatch.setattr(indexer, "PARALLEL_MIN_FILES", 0)
+    monkeypatch.setattr(cbir.index.api, "DEFAULT_TUNING", Tuning(parallel_min_files=0))  # the command has no option
     results = []
     for workers in (1, 2, 3):
         db = tmp_path / f"w{workers}.db"
@@ -103,18 +102,18 @@ def test_parallel_index_writes_the_same_database(many_photos, tmp_path, monkeypa
     assert results[1] == results[0] and results[2] == results[0]
 
 
-def test_parallel_index_is_incremental_like_one_process(many_photos, tmp_path, monkeypatch):
-    monkeypatch.setattr(indexer, "PARALLEL_MIN_FILES", 0)
+def test_parallel_index_is_incremental_like_one_process(many_photos, tmp_path):
+    tuning = Tuning(parallel_min_files=0)
     with Store.open(tmp_path / "i.db", create=True) as store:
-        report = indexer.index_paths(store, [many_photos], {"colors": 8}, workers=2)
+        report = indexer.index_paths(store, [many_photos], {"colors": 8}, workers=2, tuning=tuning)
         assert (report.added, report.failed) == (40, 2)
         write_image(many_photos / "p000.png", make_photo(99))
         os.utime(many_photos / "sub" / "p001.jpg", ns=(5, 5))  # touched: hashed again in a worker, unchanged
-        report = indexer.index_paths(store, [many_photos], workers=2)
+        report = indexer.index_paths(store, [many_photos], workers=2, tuning=tuning)
         assert (report.added, report.updated, report.unchanged, report.failed) == (0, 1, 39, 2)
 
 
-def test_a_dying_worker_is_a_clear_error_and_keeps_finished_images(tmp_path, monkeypatch):
+def test_a_dying_worker_is_a_clear_error_and_keeps_finished_images(tmp_path):
     import multiprocessing
 
     # Enough decoding work (200 links to one large JPEG) that the workers cannot finish before one is killed.
@@ -124,9 +123,7 @@ def test_a_dying_worker_is_a_clear_error_and_keeps_finished_images(tmp_path, mon
     write_image(tmp_path / "big.jpg", big)
     for i in range(200):
         os.symlink(tmp_path / "big.jpg", folder / f"p{i:03d}.jpg")
-    monkeypatch.setattr(indexer, "PARALLEL_MIN_FILES", 0)
-    monkeypatch.setattr(indexer, "BATCH_SIZE", 4)
-    monkeypatch.setattr(indexer, "WORKER_CHUNK", 1)
+    tuning = Tuning(parallel_min_files=0, batch_size=4, worker_chunk=1)
 
     def kill_the_workers(done, total):
         if done == 8:  # what a decoder crash or the OOM killer does
@@ -135,7 +132,8 @@ def test_a_dying_worker_is_a_clear_error_and_keeps_finished_images(tmp_path, mon
 
     with Store.open(tmp_path / "i.db", create=True) as store:
         with pytest.raises(CbirError, match="worker process died"):
-            indexer.index_paths(store, [folder], {"colors": 8, "min_side": 0}, workers=2, progress=kill_the_workers)
+            indexer.index_paths(store, [folder], {"colors": 8, "min_side": 0}, workers=2, progress=kill_the_workers,
+                                tuning=tuning)
         assert store.counts()["images"] >= 4
 
 
@@ -144,13 +142,14 @@ def test_ctrl_c_with_workers_keeps_finished_batches_without_traceback(many_photo
     db = tmp_path / "i.db"
     script = textwrap.dedent(f"""
         import os, signal, sys, time
-        import cbir.cli, cbir.indexer as indexer
-        indexer.PARALLEL_MIN_FILES, indexer.BATCH_SIZE = 0, 4
+        import cbir.cli, cbir.cli.progress, cbir.index.api
+        from cbir.index.tuning import Tuning
+        cbir.index.api.DEFAULT_TUNING = Tuning(parallel_min_files=0, batch_size=4)
         def progress(self, done, total):
             if done == 10:
                 os.killpg(os.getpgrp(), signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
                 time.sleep(1)
-        cbir.cli.ProgressBar.__call__ = progress
+        cbir.cli.progress.ProgressBar.__call__ = progress
         sys.argv = ["cbir", "index", {str(many_photos)!r}, "--db", {str(db)!r}, "--colors", "8", "--workers", "2"]
         cbir.cli.main()
     """)
@@ -201,13 +200,13 @@ def test_chunked_streaming_equals_a_row_by_row_read(many_photos, tmp_path):
 
 def test_search_reading_rows_back_from_the_database_equals_the_matrix_in_memory(many_photos, tmp_path):
     from cbir import Index
-    from cbir.index import load_engine
+    from cbir.index.engine import load_engine
 
     with Index.open(tmp_path / "i.db", create=True) as index:
         index.add([many_photos], settings={"colors": 8})
-        assert isinstance(index.engine.backend.vectors, np.ndarray)  # small: kept in memory by default
-        stored = load_engine(index.store, in_memory=False)
-        in_memory = load_engine(index.store, in_memory=True)
+        assert isinstance(index._loaded().backend.vectors, np.ndarray)  # small: kept in memory by default
+        stored = load_engine(index._store, in_memory=False)
+        in_memory = load_engine(index._store, in_memory=True)
         assert isinstance(in_memory.backend.vectors, np.ndarray)
         np.testing.assert_array_equal(stored.ids, in_memory.ids)
         np.testing.assert_array_equal(stored.backend.transformed, in_memory.backend.transformed)
@@ -220,27 +219,23 @@ def test_search_reading_rows_back_from_the_database_equals_the_matrix_in_memory(
 
 
 @pytest.mark.parametrize("raw_in_memory_bytes", [0, 64 << 20])
-def test_a_loaded_index_sees_what_another_connection_commits(many_photos, tmp_path, monkeypatch,
-                                                             raw_in_memory_bytes):
-    import cbir.index
+def test_a_loaded_index_sees_what_another_connection_commits(many_photos, tmp_path, raw_in_memory_bytes):
     from cbir import Index
 
-    monkeypatch.setattr(cbir.index, "RAW_IN_MEMORY_BYTES", raw_in_memory_bytes)
-
     db = tmp_path / "i.db"
-    with Index.open(db, create=True) as index:
+    with Index.open(db, create=True, tuning=Tuning(raw_in_memory_bytes=raw_in_memory_bytes)) as index:
         index.add([many_photos / "sub"], settings={"colors": 8})
         query = index.query_vector(many_photos / "p000.png")
         before = index.search_vectors([query], 0)[0]
-        assert isinstance(index.engine.backend.vectors, np.ndarray) == bool(raw_in_memory_bytes)
-        assert "photos/p000.png" not in [r.path for r in before]
+        assert isinstance(index._loaded().backend.vectors, np.ndarray) == bool(raw_in_memory_bytes)
+        assert "photos/p000.png" not in [r.stored_path for r in before]
         with Index.open(db) as writer:  # another connection, as another cbir process would be
             writer.add([many_photos / "p000.png"])
-        loaded = index.engine
-        assert index.query_vector(many_photos / "p000.png") is not None and index.engine is loaded  # no reload yet
+        loaded = index._loaded()
+        assert index.query_vector(many_photos / "p000.png") is not None and index._loaded() is loaded  # no reload yet
         after = index.search_vectors([query], 0)[0]
-        assert index.engine is not loaded  # one reload, by the search
-        assert after[0].path == "photos/p000.png" and after[0].distance == 0 and len(after) == len(before) + 1
+        assert index._loaded() is not loaded  # one reload, by the search
+        assert after[0].stored_path == "photos/p000.png" and after[0].distance == 0 and len(after) == len(before) + 1
         with Index.open(db) as writer:
             writer.add([many_photos], settings={"colors": 6}, rebuild=True)
         with pytest.raises(CbirError, match="rebuilt with a new codebook"):
@@ -307,7 +302,7 @@ def test_new_paths_write_the_same_rows_as_replacing_writes(tmp_path):
 def test_ctrl_c_while_the_fork_server_boots_prints_no_traceback():
     script = textwrap.dedent("""
         import concurrent.futures, os, signal, time
-        import cbir.indexer as indexer
+        import cbir.index.run as indexer
         indexer._start_server()  # as an index run does before learning the codebook or listing files
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # this process is not under test here
         time.sleep(0.1)  # the server is importing cbir, OpenCV and numpy by now
@@ -322,30 +317,27 @@ def test_ctrl_c_while_the_fork_server_boots_prints_no_traceback():
 
 
 def test_a_worker_process_imports_neither_sqlite_nor_the_search():
-    """Workers import cbir.indexer: the package's lazy names keep SQLite and the search out of their start-up."""
-    code = ("import sys, cbir.indexer, cbir; "
-            "print(sorted(m for m in ('sqlite3', 'sqlite_utils', 'cbir.storage', 'cbir.search', 'typer') "
+    """Workers import cbir.index.run: the package's lazy names keep SQLite and the search out of their start-up."""
+    code = ("import sys, cbir.index.run, cbir; "
+            "print(sorted(m for m in ('sqlite3', 'sqlite_utils', 'cbir.store', 'cbir.core.backends', 'typer') "
             "if m in sys.modules)); print(cbir.quantize.__name__, cbir.Index.__name__)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split("\n")[:2] == ["[]", "quantize Index"]
 
 
 @pytest.mark.parametrize("raw_in_memory_bytes", [0, 64 << 20])
-def test_images_without_histograms_are_left_out_of_a_search(many_photos, tmp_path, monkeypatch,
-                                                            raw_in_memory_bytes):
-    import cbir.index
+def test_images_without_histograms_are_left_out_of_a_search(many_photos, tmp_path, raw_in_memory_bytes):
     from cbir import Index
 
-    monkeypatch.setattr(cbir.index, "RAW_IN_MEMORY_BYTES", raw_in_memory_bytes)
-    with Index.open(tmp_path / "i.db", create=True) as index:
+    with Index.open(tmp_path / "i.db", create=True, tuning=Tuning(raw_in_memory_bytes=raw_in_memory_bytes)) as index:
         index.add([many_photos], settings={"colors": 8})
         query = index.query_vector(many_photos / "p000.png")
         full = index.search_vectors([query], 0)[0]
         gone = full[0].image_id
-        index.store.db.execute("DELETE FROM histograms WHERE image_id = ?", [gone])  # damaged, as by hand
+        index._store.db.execute("DELETE FROM histograms WHERE image_id = ?", [gone])  # damaged, as by hand
         index._engine = None
         for n in (0, 5):
             after = index.search_vectors([query], n)[0]
             expected = [r.image_id for r in full if r.image_id != gone]
             assert [r.image_id for r in after] == expected[: n or len(expected)]
-        assert len(index.engine.backend.transformed) == len(index.engine.ids) == len(full) - 1
+        assert len(index._loaded().backend.transformed) == len(index._loaded().ids) == len(full) - 1

@@ -4,10 +4,10 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from cbir.decode import read_image, write_image
-from cbir.pictures import global_shares
-from cbir.report import Picture, Section, makeup_bar, results_page
-from test_index import make_photo, write_photos
+from cbir.imageio import read_image, write_image
+from cbir.core.histogram import whole_picture_shares
+from cbir.viz.page import Picture, Section, makeup_bar, results_page
+from helpers import make_photo, write_photos
 
 AWKWARD = "a<b>&\"c' <script>alert(1)</script>.png".replace("/", "_")
 
@@ -36,15 +36,15 @@ def indexed(cli, tmp_path):
     return folder, db
 
 
-def test_global_shares_of_layouts():
+def test_whole_picture_shares_of_layouts():
     k = 3
     two = np.array([[1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1]], np.float32)
-    assert global_shares(two, k, "2x2")[0] == pytest.approx([0.25, 0.25, 0.5])
+    assert whole_picture_shares(two, k, "2x2")[0] == pytest.approx([0.25, 0.25, 0.5])
     with pytest.raises(ValueError):
-        global_shares(two, k, "global")
+        whole_picture_shares(two, k, "global")
     first = np.zeros((1, 6 * k), np.float32)
     first[0, :3] = [0.2, 0.3, 0.5]
-    assert global_shares(first, k, "global+center")[0] == pytest.approx([0.2, 0.3, 0.5])
+    assert whole_picture_shares(first, k, "global+center")[0] == pytest.approx([0.2, 0.3, 0.5])
 
 
 def test_results_page_escapes_every_text():
@@ -111,17 +111,17 @@ def test_info_palette(cli, indexed, tmp_path):
     assert code == 1 and err.startswith("Error: no index database")
 
 
-def test_progress_bar_shows_counts_rate_and_eta_only_on_a_terminal(monkeypatch):
+def test_progress_bar_shows_counts_rate_and_eta_only_on_a_terminal():
     import io
 
     from rich.console import Console
 
-    from cbir import cli
+    from cbir.cli.progress import ProgressBar
 
     for terminal, enabled, shown in [(True, True, True), (True, False, False), (False, True, False)]:
         buffer = io.StringIO()
-        monkeypatch.setattr(cli, "stderr", Console(file=buffer, force_terminal=terminal, width=100))
-        with cli.ProgressBar("thumbnails", enabled) as progress:
+        console = Console(file=buffer, force_terminal=terminal, width=100)
+        with ProgressBar("thumbnails", enabled, console) as progress:
             for done in range(1, 4):
                 progress(done, 3)
         text = buffer.getvalue()

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from cbir.qfd import factor, nearest_psd, quadratic_form_distances, similarity_matrix
-from cbir.search import (ChiSquaredSearch, IntersectionSearch, L1Search, NaiveQuadraticFormSearch,
+from cbir.core.qfd import factor, nearest_psd, quadratic_form_distances, similarity_matrix
+from cbir.core.backends import (ChiSquaredSearch, IntersectionSearch, L1Search, NaiveQuadraticFormSearch,
                          QuadraticFormSearch)
 
 

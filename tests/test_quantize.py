@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from cbir.colour import to_space
-from cbir.quantize import mean_delta_e, quantize, rgb_mse
+from cbir.core.colour import to_space
+from cbir.core.quantize import mean_delta_e, quantize, rgb_mse
 
 
 def naive_kmeans_all_pixels(pixels, centres, iterations=300):

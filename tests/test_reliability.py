@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from cbir import DatabaseError, DecodeError, Index
-from cbir import decode
-from cbir.check import check_database
-from cbir.features import n_blocks
-from cbir.decode import read_image, write_image
-from messy_corpus import EXPECTED, HAS_GIF, IGNORED, make_corpus, photo
-from test_index import write_photos
+from cbir import imageio as decode
+from cbir.index.check import check_database
+from cbir.core.histogram import n_blocks
+from cbir.imageio import read_image, write_image
+from helpers import rows, write_photos
+from helpers.corpus import EXPECTED, HAS_GIF, IGNORED, make_corpus, photo
 
 GOOD = sorted(name for name, (outcome, _) in EXPECTED.items() if outcome == "indexed")
 BAD = sorted(name for name, (outcome, _) in EXPECTED.items() if outcome == "failed")
@@ -27,11 +27,6 @@ CLI = [sys.executable, "-c", "import sys; from cbir.cli import app; app(sys.argv
 def disk_name(name):
     """The name as it is on disk (the non-UTF-8 one is stored and reported with a \\xff escape)."""
     return os.fsdecode(b"not-utf8-\xff.png") if name.startswith("not-utf8-") else name
-
-
-def rows(db, sql):
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql).fetchall()
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +163,10 @@ def test_files_that_change_or_vanish_during_a_run(tmp_path):
         write_image(folder / "z-breaks.png", photo(14))
         report = index.add([folder])
         assert report.failed == 0 and report.added == 1  # the vanished file's row went when it failed
-        assert index.store.counts() == {"images": 6, "histograms": 6, "failures": 0, "codebook": 8}
+        info = index.info()
+        assert {k: info[k] for k in ("images", "histograms", "failures")} == {"images": 6, "histograms": 6,
+                                                                            "failures": 0}
+        assert len(info["codebook"]) == 8
     assert check_database(tmp_path / "i.db").ok
 
 
@@ -290,7 +288,7 @@ def test_read_only_database_is_a_clear_error(cli, small_db, tmp_path):
 def test_query_snapshot_does_not_mix_an_old_codebook_with_new_histograms(small_db):
     """A rebuild committed by another connection between the reads of one query load is not seen half."""
     with Index.open(small_db) as reader:
-        real_codebook = reader.store.codebook
+        real_codebook = reader._store.codebook
 
         def codebook_then_rebuild():
             colours = real_codebook()
@@ -298,19 +296,19 @@ def test_query_snapshot_does_not_mix_an_old_codebook_with_new_histograms(small_d
                 writer.add([small_db.parent / "photos"], settings={"colors": 12}, rebuild=True)
             return colours
 
-        reader.store.codebook = codebook_then_rebuild
-        engine = reader.engine  # without one snapshot: 8 colours and 12-colour histograms -> "damaged"
+        reader._store.codebook = codebook_then_rebuild
+        engine = reader._loaded()  # without one snapshot: 8 colours and 12-colour histograms -> "damaged"
         blocks = n_blocks(engine.settings.layout)
         assert len(engine.codebook) == 8 and engine.backend.transformed.shape[1] == 8 * blocks
     with Index.open(small_db) as fresh:
-        assert len(fresh.engine.codebook) == 12
+        assert len(fresh.codebook_colours()[0]) == 12
 
 
 def test_sqlite_errors_become_database_errors(small_db):
     with Index.open(small_db) as index:
-        index.store.db.execute("DROP TABLE codebook")
+        index._store.db.execute("DROP TABLE codebook")
         with pytest.raises(DatabaseError, match="no such table"):
-            index.store.codebook()
+            index.codebook_colours()
 
 
 def test_html_results_page_escapes_hostile_file_names(cli, corpus, tmp_path):

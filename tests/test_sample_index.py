@@ -12,11 +12,10 @@ SAMPLE = Path(__file__).resolve().parents[1] / "sample_index"
 
 def all_rankings(db):
     with Index.open(db) as index:
-        engine = index.engine
-        rankings = index.search_vectors(engine.backend.vectors[:], 0)
-        paths = engine.paths()
-        return {paths[i]: [(r.path, round(r.distance, 9)) for r in ranking]
-                for i, ranking in enumerate(rankings)}, engine.settings
+        ids, paths = index.image_paths()
+        rankings = index.search_vectors(index.histograms(ids), 0)
+        return {paths[i]: [(r.stored_path, round(r.distance, 9)) for r in ranking]
+                for i, ranking in enumerate(rankings)}, index.settings
 
 
 def test_rebuilding_the_sample_index_gives_the_shipped_rankings(tmp_path, cli):

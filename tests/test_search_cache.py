@@ -1,5 +1,5 @@
-"""The search cache (the transformed matrix of a large index, kept in the database): opening from it gives the same
-engine as transforming the histograms, and any change to what the search reads drops it."""
+"""The search cache (the transformed matrix of a large index, in a file beside the database): opening from it gives
+the same engine as transforming the histograms, and any change to what the search reads outdates it."""
 
 import json
 import os
@@ -8,18 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import cbir.index
-import cbir.storage
-from cbir import Index
-from cbir.index import load_engine, refresh_search_cache
-from cbir.storage import Store
+import cbir.index.api
+import cbir.index.search_cache as search_cache
+from cbir import Index, Tuning
+from cbir.index.engine import load_engine
+from cbir.store import Store
+
+LARGE = Tuning(raw_in_memory_bytes=0, search_cache_rows=0)  # every index streamed when opened, and given a cache
 
 
-@pytest.fixture
-def large(monkeypatch):
-    """Every index counts as large: streamed when opened, and given a search cache."""
-    monkeypatch.setattr(cbir.index, "RAW_IN_MEMORY_BYTES", 0)
-    monkeypatch.setattr(cbir.index, "SEARCH_CACHE_ROWS", 0)
+def open_large(path):
+    return Index.open(path, create=True, tuning=LARGE)
+
+
+def load(store, ranking=None, **options):
+    return load_engine(store, ranking, tuning=LARGE, **options)
 
 
 def assert_same_engine(a, b):
@@ -33,26 +36,25 @@ def assert_same_engine(a, b):
             np.testing.assert_array_equal(x, y)
 
 
-def test_an_index_run_caches_the_transformed_matrix_and_opening_reads_it(many_photos, tmp_path, large, cli):
-    with Index.open(tmp_path / "i.db", create=True) as index:
+def test_an_index_run_caches_the_transformed_matrix_and_opening_reads_it(many_photos, tmp_path, cli):
+    with open_large(tmp_path / "i.db") as index:
         index.add([many_photos], settings={"colors": 8, "layout": "global+2x2"})
         assert index.info()["search_cache_rows"] == 40
         assert "search cache: 40 transformed rows" in cli("info", "--db", tmp_path / "i.db")[1]
-        cached = load_engine(index.store)
-        transformed = load_engine(index.store, use_cache=False)
+        cached = load(index._store)
+        transformed = load(index._store, use_cache=False)
         assert cached.cached and not transformed.cached
         assert_same_engine(cached, transformed)
-        assert not refresh_search_cache(index.store)  # current: nothing to do
+        assert not search_cache.refresh(index._store, LARGE)  # current: nothing to do
         results = index.search(many_photos / "p000.png", 5)
-        assert index.engine.cached and results[0].path == "photos/p000.png" and results[0].distance == 0
+        assert index._loaded().cached and results[0].stored_path == "photos/p000.png" and results[0].distance == 0
 
 
 @pytest.mark.parametrize("raw_in_memory_bytes", [64 << 20, 0])  # in memory; or streamed, but quick to open
-def test_a_small_index_has_no_cache(many_photos, tmp_path, monkeypatch, raw_in_memory_bytes):
-    monkeypatch.setattr(cbir.index, "RAW_IN_MEMORY_BYTES", raw_in_memory_bytes)
-    with Index.open(tmp_path / "i.db", create=True) as index:
+def test_a_small_index_has_no_cache(many_photos, tmp_path, raw_in_memory_bytes):
+    with Index.open(tmp_path / "i.db", create=True, tuning=Tuning(raw_in_memory_bytes=raw_in_memory_bytes)) as index:
         index.add([many_photos], settings={"colors": 8})
-        assert not index.engine.cached and not os.path.exists(index.store.search_cache_path)
+        assert not index._loaded().cached and not os.path.exists(search_cache.path_of(index._store))
         assert index.info()["search_cache_rows"] is None
 
 
@@ -82,52 +84,52 @@ def change_the_codebook(store, ids):
 
 @pytest.mark.parametrize("change", [change_a_histogram, add_an_image, forget_an_image, delete_an_image_row_by_hand,
                                     renumber_an_image, change_the_codebook])
-def test_any_change_to_what_the_search_reads_drops_the_cache(many_photos, tmp_path, large, change):
-    with Index.open(tmp_path / "i.db", create=True) as index:
+def test_any_change_to_what_the_search_reads_drops_the_cache(many_photos, tmp_path, change):
+    with open_large(tmp_path / "i.db") as index:
         index.add([many_photos], settings={"colors": 8, "layout": "global"})
-        store = index.store
-        ids = load_engine(store).ids
+        store = index._store
+        ids = load(store).ids
         with store.db.atomic():
             change(store, ids)
-        assert store.search_cache_header() is None and os.path.exists(store.search_cache_path)  # there, not current
-        after = load_engine(store)
+        assert search_cache.header(store) is None and os.path.exists(search_cache.path_of(store))  # there, not current
+        after = load(store)
         assert not after.cached
-        assert refresh_search_cache(store)  # what the next index run does
-        assert_same_engine(load_engine(store), after)
+        assert search_cache.refresh(store, LARGE)  # what the next index run does
+        assert_same_engine(load(store), after)
 
 
-def test_files_touched_but_unchanged_keep_the_cache(many_photos, tmp_path, large):
-    with Index.open(tmp_path / "i.db", create=True) as index:
+def test_files_touched_but_unchanged_keep_the_cache(many_photos, tmp_path):
+    with open_large(tmp_path / "i.db") as index:
         index.add([many_photos], settings={"colors": 8, "layout": "global"})
-        image_id = int(load_engine(index.store).ids[0])
-        index.store.write_batch(touched=[(image_id, 123, 456)])
-        assert load_engine(index.store).cached
+        image_id = int(load(index._store).ids[0])
+        index._store.write_batch(touched=[(image_id, 123, 456)])
+        assert load(index._store).cached
 
 
-def test_other_ranking_settings_transform_the_histograms(many_photos, tmp_path, large):
-    with Index.open(tmp_path / "i.db", create=True) as index:
+def test_other_ranking_settings_transform_the_histograms(many_photos, tmp_path):
+    with open_large(tmp_path / "i.db") as index:
         index.add([many_photos], settings={"colors": 8})
         ranking = {"power": 0.5, "sigma": 20.0}
-        other = load_engine(index.store, ranking)
+        other = load(index._store, ranking)
         assert not other.cached
-        assert_same_engine(other, load_engine(index.store, ranking, use_cache=False))
+        assert_same_engine(other, load(index._store, ranking, use_cache=False))
         index.add([many_photos], settings=ranking)  # stored as the new defaults: the next run caches them
-        assert load_engine(index.store).cached
-        assert_same_engine(load_engine(index.store), other)
+        assert load(index._store).cached
+        assert_same_engine(load(index._store), other)
 
 
-def test_a_cache_made_before_a_commit_it_did_not_see_is_not_used(many_photos, tmp_path, large):
+def test_a_cache_made_before_a_commit_it_did_not_see_is_not_used(many_photos, tmp_path):
     db = tmp_path / "i.db"
-    with Index.open(db, create=True) as index:
+    with open_large(db) as index:
         index.add([many_photos / "sub"], settings={"colors": 8, "layout": "global"})
-        store = index.store
+        store = index._store
         with store.snapshot():
-            engine, state = load_engine(store, use_cache=False), store.search_cache_state()
+            engine, state = load(store, use_cache=False), store.change_state()
         with Store.open(db) as writer:  # another process adds an image after the matrix was read
             add_an_image(writer, None)
-        store.write_search_cache(engine.backend.transform_key(), engine.ids, engine.backend.transformed, state)
-        assert store.search_cache_header() is None
-        assert not load_engine(store).cached and len(load_engine(store).ids) == len(engine.ids) + 1
+        search_cache.write(store, engine.backend.transform_key(), engine.ids, engine.backend.transformed, state)
+        assert search_cache.header(store) is None
+        assert not load(store).cached and len(load(store).ids) == len(engine.ids) + 1
 
 
 def rewrite_header(path, **changes):
@@ -183,37 +185,37 @@ def nan_values(path):
 
 @pytest.mark.parametrize("damage", [cut_short, not_a_cache, fewer_rows, rows_not_a_number, an_older_generation,
                                     another_database, zero_ids, nan_values])
-def test_a_damaged_or_foreign_cache_is_ignored(many_photos, tmp_path, large, damage):
-    with Index.open(tmp_path / "i.db", create=True) as index:
+def test_a_damaged_or_foreign_cache_is_ignored(many_photos, tmp_path, damage):
+    with open_large(tmp_path / "i.db") as index:
         index.add([many_photos], settings={"colors": 8, "layout": "global"})
-        assert load_engine(index.store).cached
-        damage(Path(index.store.search_cache_path))
-        engine = load_engine(index.store)
+        assert load(index._store).cached
+        damage(Path(search_cache.path_of(index._store)))
+        engine = load(index._store)
         assert not engine.cached
-        assert_same_engine(engine, load_engine(index.store, use_cache=False))
+        assert_same_engine(engine, load(index._store, use_cache=False))
 
 
-def test_ctrl_c_while_caching_keeps_the_index_and_leaves_no_cache(many_photos, tmp_path, large, monkeypatch):
+def test_ctrl_c_while_caching_keeps_the_index_and_leaves_no_cache(many_photos, tmp_path, monkeypatch):
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    with Index.open(tmp_path / "i.db", create=True) as index:
+    with open_large(tmp_path / "i.db") as index:
         index.add([many_photos], settings={"colors": 8, "layout": "global"})
-        add_an_image(index.store, None)  # the cache is out of date now
+        add_an_image(index._store, None)  # the cache is out of date now
         with monkeypatch.context() as patch:
-            patch.setattr(cbir.storage.os, "replace", interrupted)  # the file is written, not yet in place
+            patch.setattr(search_cache.os, "replace", interrupted)  # the file is written, not yet in place
             report = index.add([many_photos])
         assert report.interrupted and report.unchanged == 40
-        assert not os.path.exists(index.store.search_cache_path + ".partial")
-        assert not load_engine(index.store).cached
-        assert not index.add([many_photos]).interrupted and load_engine(index.store).cached
+        assert not os.path.exists(search_cache.path_of(index._store) + ".partial")
+        assert not load(index._store).cached
+        assert not index.add([many_photos]).interrupted and load(index._store).cached
 
 
-def test_check_compares_the_cache_with_the_histograms(many_photos, tmp_path, large):
-    from cbir.check import check_database
+def test_check_compares_the_cache_with_the_histograms(many_photos, tmp_path):
+    from cbir.index.check import check_database
 
     db = tmp_path / "i.db"
-    with Index.open(db, create=True) as index:
+    with open_large(db) as index:
         index.add([many_photos], settings={"colors": 8, "layout": "global"})
     report = check_database(db)
     assert report.ok and [f.ok for f in report.findings if f.name == "search_cache"] == [True]
@@ -226,7 +228,7 @@ def test_check_compares_the_cache_with_the_histograms(many_photos, tmp_path, lar
 
 
 def test_check_of_an_index_without_cache_has_no_cache_finding(many_photos, tmp_path):
-    from cbir.check import check_database
+    from cbir.index.check import check_database
 
     with Index.open(tmp_path / "i.db", create=True) as index:
         index.add([many_photos], settings={"colors": 8})
@@ -234,22 +236,23 @@ def test_check_of_an_index_without_cache_has_no_cache_finding(many_photos, tmp_p
     assert report.ok and "search_cache" not in [f.name for f in report.findings]
 
 
-def test_writing_the_cache_reports_progress(many_photos, tmp_path, large):
-    with Index.open(tmp_path / "i.db", create=True) as index:
+def test_writing_the_cache_reports_progress(many_photos, tmp_path):
+    with open_large(tmp_path / "i.db") as index:
         index.add([many_photos], settings={"colors": 8, "layout": "global"}, search_cache=False)
-        assert not load_engine(index.store).cached
+        assert not load(index._store).cached
         calls = []
         assert index.cache_for_search(lambda done, total: calls.append((done, total)))
         assert calls[-1] == (80, 80) and [d for d, _ in calls] == sorted(d for d, _ in calls) and len(calls) >= 2
-        assert load_engine(index.store).cached
+        assert load(index._store).cached
 
 
-def test_cbir_index_writes_the_cache_and_ctrl_c_there_exits_130(many_photos, tmp_path, large, cli, monkeypatch):
+def test_cbir_index_writes_the_cache_and_ctrl_c_there_exits_130(many_photos, tmp_path, cli, monkeypatch):
+    monkeypatch.setattr(cbir.index.api, "DEFAULT_TUNING", LARGE)  # the command has no tuning option
     db = tmp_path / "i.db"
     code, out, err = cli("index", many_photos, "--db", db, "--colors", "8", "--workers", "1")
     assert code == 3 and "added 40" in out  # 3: the two broken files
     with Store.open(db) as store:
-        assert load_engine(store).cached
+        assert load(store).cached
         add_an_image(store, None)  # drops it
 
     def interrupted(self, progress=None):
@@ -260,10 +263,10 @@ def test_cbir_index_writes_the_cache_and_ctrl_c_there_exits_130(many_photos, tmp
     assert code == 130 and "unchanged 40" in out and "Interrupted: finished images are kept" in err
 
 
-def test_an_index_that_no_longer_needs_a_cache_loses_its_file(many_photos, tmp_path, large, monkeypatch):
-    with Index.open(tmp_path / "i.db", create=True) as index:
+def test_an_index_that_no_longer_needs_a_cache_loses_its_file(many_photos, tmp_path, monkeypatch):
+    with open_large(tmp_path / "i.db") as index:
         index.add([many_photos], settings={"colors": 8, "layout": "global"})
-        assert os.path.exists(index.store.search_cache_path)
-        monkeypatch.setattr(cbir.index, "SEARCH_CACHE_ROWS", 1000)  # now it opens quickly enough without one
+        assert os.path.exists(search_cache.path_of(index._store))
+        index._tuning = Tuning(raw_in_memory_bytes=0, search_cache_rows=1000)  # now quick enough to open without
         index.add([many_photos])
-        assert not os.path.exists(index.store.search_cache_path) and not load_engine(index.store).cached
+        assert not os.path.exists(search_cache.path_of(index._store)) and not load(index._store).cached

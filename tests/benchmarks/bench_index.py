@@ -27,11 +27,11 @@ import time
 import cv2
 import numpy as np
 
-from cbir.decode import _REDUCED_FLAGS, decode_image, header_size, read_bytes, reduction_for
-from cbir.features import lookup_table, region_counts
-from cbir.indexer import describe, index_paths
+from cbir.imageio import _REDUCED_FLAGS, decode_image, header_size, read_bytes, reduction_for
+from cbir.core.histogram import lookup_table, region_counts
+from cbir.index.run import describe, index_paths
 from cbir.settings import Settings
-from cbir.storage import Store
+from cbir.store import Store
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data"))

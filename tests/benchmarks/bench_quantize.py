@@ -18,8 +18,8 @@ import time
 import cv2
 import numpy as np
 
-from cbir.decode import read_image
-from cbir.quantize import mean_delta_e, quantize, rgb_mse
+from cbir.imageio import read_image
+from cbir.core.quantize import mean_delta_e, quantize, rgb_mse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data", "kodak"))
@@ -45,10 +45,10 @@ def main():
     parser.add_argument("--ks", default="5,8,25,35,45")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images")
     parser.add_argument("--budget", type=int, default=0,
-                        help="override cbir.quantize.RESTART_BUDGET (k-means++ restarts = clip(budget / k, 1, 10))")
+                        help="override cbir.core.quantize.RESTART_BUDGET (k-means++ restarts = clip(budget / k, 1, 10))")
     args = parser.parse_args()
     if args.budget:
-        importlib.import_module("cbir.quantize").RESTART_BUDGET = args.budget
+        importlib.import_module("cbir.core.quantize").RESTART_BUDGET = args.budget
     ks = [int(k) for k in args.ks.split(",")]
     files = sorted(glob.glob(os.path.join(args.data, "*.png")))[: args.limit or None]
     if not files:

@@ -1,7 +1,7 @@
 """Query latency and opening cost of large indexes, side by side with the memory-bandwidth floor.
 
 For each N (indexed images) and K (codebook size) an index of synthetic but valid histograms (shares that sum to 1,
-sparse like photos) is written through cbir.storage once and kept in --cache. Then, in a fresh process per index:
+sparse like photos) is written through cbir.store once and kept in --cache. Then, in a fresh process per index:
 
 - opening, in fresh processes alternately, --opens times each way: ``load_engine`` transforming the histograms
   streamed from SQLite, and reading the transformed matrix from the search cache that an index run leaves in a
@@ -54,9 +54,9 @@ def synthetic_histograms(rng, count, k):
 
 
 def make_index(path, n, k, seed=0):
-    from cbir.features import LUT_BITS
+    from cbir.core.histogram import LUT_BITS
     from cbir.settings import Settings
-    from cbir.storage import Store
+    from cbir.store import Store
 
     rng = np.random.default_rng(seed)
     codebook = np.column_stack([rng.uniform(10, 95, k), rng.uniform(-60, 60, k), rng.uniform(-60, 60, k)])
@@ -112,7 +112,7 @@ def half_precision_scores(transformed, ys, chunk=4096):
 def measure_open(path, use_cache):
     """Run in a fresh process: open the index once. Prints one JSON document."""
     from cbir.index import load_engine
-    from cbir.storage import Store
+    from cbir.store import Store
 
     store = Store.open(path)
     before = status("VmRSS")
@@ -128,7 +128,7 @@ def measure_open(path, use_cache):
 def measure(path, queries, seed=1):
     """Run in a fresh process: open the index, then time the queries. Prints one JSON document."""
     from cbir.index import Index
-    from cbir.search import NaiveQuadraticFormSearch, QuadraticFormSearch
+    from cbir.core.backends import NaiveQuadraticFormSearch, QuadraticFormSearch
 
     index = Index.open(path)
     engine = index.engine
@@ -175,7 +175,7 @@ def open_row(path, n, k, repeats):
     """Refresh the index's search cache as an index run does, then open it both ways, alternately, each in a fresh
     process: one table row."""
     from cbir.index import refresh_search_cache
-    from cbir.storage import Store
+    from cbir.store import Store
 
     with Store.open(path) as store:
         started = time.perf_counter()

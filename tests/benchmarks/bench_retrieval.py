@@ -1,7 +1,7 @@
 """Retrieval ablation on a labelled collection: each choice of cbir's defaults switched off or changed, one at a
 time, plus the comparison distances over the same histograms, and an optional power x sigma x codebook grid.
 
-Same protocol and code as ``cbir evaluate`` (cbir.evaluate): every labelled image queries all the others. The
+Same protocol and code as ``cbir evaluate`` (cbir.experiments.evaluate): every labelled image queries all the others. The
 collection is indexed once per histogram-shaping setting (colors, space, layout, min_side) into a scratch
 database; the ranking settings (power, kernel, sigma, distance, block weights) are varied on the loaded
 histograms. Prints markdown tables (the ones in docs/evaluation.md).
@@ -16,10 +16,10 @@ import sys
 import tempfile
 import time
 
-from cbir.evaluate import evaluate_engine, evaluate_index, read_labels
-from cbir.features import n_blocks
+from cbir.experiments.evaluate import evaluate_engine, evaluate_index, read_labels
+from cbir.core.histogram import n_blocks
 from cbir.index import Index, load_engine
-from cbir.search import QuadraticFormSearch
+from cbir.core.backends import QuadraticFormSearch
 from cbir.settings import Settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))

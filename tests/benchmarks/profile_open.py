@@ -84,7 +84,7 @@ def main():
     print(f"3. first touch of 1M x 64 float32 (244 MiB), fresh processes: numpy allocator {listed['numpy']} s; "
           f"anonymous map {listed['mmap']} s")
 
-    from cbir.storage import Store
+    from cbir.store import Store
 
     for path in sorted(glob.glob(os.path.join(args.cache, "n*-k*.db"))):
         with Store.open(path) as store:

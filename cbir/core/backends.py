@@ -34,7 +34,7 @@ def _smallest(values, m):
 
     A strided sample of at least 64 m values gives a threshold first: the m-th smallest of a subset is never below
     the m-th smallest of the whole, so the values at or below it include the m smallest, and only those few
-    (about 64 m) are partitioned. Over a million values this is about 10x faster than one argpartition.
+    (about 64 m) are partitioned: over a million values, far faster than one argpartition.
     """
     total = len(values)
     if m >= total:
@@ -192,7 +192,8 @@ class QuadraticFormSearch(_Search):
         f = self._shares(x, np.float32)
         k = len(self.factor)
         y = np.empty((len(x), self.blocks * k), np.float32) if out is None else out
-        # One (M*B, K) x (K, K) product: a stack of M (B, K) products is 4x slower at K = 256 (no single GEMM).
+        # One (M*B, K) x (K, K) product: a stack of M (B, K) products is no single GEMM, and much slower
+        # (docs/benchmarks.md, profile_open.py).
         np.matmul(f.reshape(len(x) * self.blocks, k), self.factor, out=y.reshape(len(x) * self.blocks, k))
         if self._block_scale is not None:
             y.reshape(len(x), self.blocks, k)[:] *= self._block_scale
@@ -203,14 +204,14 @@ class QuadraticFormSearch(_Search):
         k = len(self.similarity)
         diff = (self._shares(self.vectors[rows], np.float64) - self._shares(query, np.float64))
         # One 2-D product over every (row, block): numpy's stacked (n, B, K) @ (K, K) is one small product per row,
-        # 1.5-2.6x slower (python tests/benchmarks/profile_open.py, item 5). Two einsum operands: no generic loop.
+        # slower (docs/benchmarks.md, profile_open.py item 5). Two einsum operands: no generic loop.
         diff = diff.reshape(len(rows) * self.blocks, k)
         per_block = np.einsum("ik,ik->i", diff @ self.similarity, diff).reshape(len(rows), self.blocks)
         return np.sqrt(np.maximum(per_block @ self.weights, 0))
 
     def _shares(self, v, dtype):
-        """Shares raised to the power, as ``dtype``. cbrt for the default 1/3: within 1 ulp of ``** (1/3)`` and twice
-        as fast (0.05 s against 0.10 s for 1M x 64 float32 values, tests/benchmarks/profile_open.py)."""
+        """Shares raised to the power, as ``dtype``. cbrt for the default 1/3: within 1 ulp of ``** (1/3)`` and
+        faster (docs/benchmarks.md, profile_open.py)."""
         v = np.asarray(v, dtype)
         return v if self.power == 1 else np.cbrt(v) if self.power == 1 / 3 else v ** dtype(self.power)
 
@@ -272,3 +273,8 @@ class IntersectionSearch(_Search):
 
     def distances(self, query):
         return self.total - np.minimum(self.vectors, query) @ self.columns
+
+
+# The distances an index can rank by: the quadratic form (the engine) and the comparisons over the same histograms.
+COMPARISONS = {"l1": L1Search, "chi2": ChiSquaredSearch, "intersection": IntersectionSearch}
+DISTANCES = ("qfd", *COMPARISONS)

@@ -112,7 +112,7 @@ def bin_index(rgb, bits):
     """
     rgb = _check_colours(rgb)
     if rgb.dtype != np.uint8:
-        raise ValueError(f"rgb must be uint8, got {rgb.dtype}; decode images with cbir.decode.read_image")
+        raise ValueError(f"rgb must be uint8, got {rgb.dtype}; decode images with cbir.imageio.read_image")
     if not 1 <= bits <= 8:
         raise ValueError(f"bits must be in 1..8, got {bits}")
     shift = 8 - bits

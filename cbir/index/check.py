@@ -1,27 +1,33 @@
-"""Integrity and consistency of an index database: what ``cbir check`` reports.
+"""Integrity and consistency of an index database: what :meth:`cbir.Index.check` reports.
 
-Read only: nothing is repaired (``cbir index`` brings an index in step with disk; ``--rebuild`` redoes it).
+Read only: nothing is repaired (adding photos again brings an index in step with disk; a rebuild redoes it).
 """
+
+from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
-from .errors import CbirError
-from .features import LUT_BITS, n_blocks
-from .settings import Settings
-from .storage import Store, integrity_check
+from ..core.histogram import LUT_BITS, n_blocks
+from ..errors import CbirError, Remedy
+from ..settings import Settings
+from ..store import Store, integrity_check
+from . import search_cache
 
 LISTED = 20  # paths shown per problem
 
 
 @dataclass
 class Finding:
-    """One check: its name, whether it passed, a one-line detail and up to LISTED example paths or ids."""
+    """One check: its name, whether it passed, a one-line detail, up to LISTED example paths or ids, and what
+    fixes it when it failed (or None)."""
 
     name: str
     ok: bool
     detail: str
     items: list = field(default_factory=list)
+    remedy: Remedy | None = None
 
 
 @dataclass
@@ -30,18 +36,18 @@ class CheckReport:
 
     database: str
     usable: bool = True
-    findings: list = field(default_factory=list)
-    warnings: list = field(default_factory=list)
-    counts: dict = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return self.usable and all(f.ok for f in self.findings)
 
-    def add(self, name, ok, detail, items=()):
-        self.findings.append(Finding(name, ok, detail, list(items)[:LISTED]))
+    def add(self, name: str, ok: bool, detail: str, items: Any = (), remedy: Remedy | None = None) -> None:
+        self.findings.append(Finding(name, ok, detail, list(items)[:LISTED], None if ok else remedy))
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return {
             "database": self.database,
             "ok": self.ok,
@@ -52,7 +58,7 @@ class CheckReport:
         }
 
 
-def check_database(path, *, files=True):
+def check_database(path: str, *, files: bool = True) -> CheckReport:
     """Check the index database at ``path``.
 
     Never raises for a damaged, foreign or missing database: that is a finding (``usable`` False).
@@ -74,14 +80,14 @@ def check_database(path, *, files=True):
         integrity = integrity_check(path) if os.path.isfile(path) else None
         if integrity is not None and integrity != ["ok"]:
             _add_integrity(report, integrity)
-        report.add("open", False, str(error))
+        report.add("open", False, error.problem, remedy=error.remedy)
         return report
     with store:
         try:
             _check(store, report, files)
         except CbirError as error:  # a read failed half-way: the database cannot be relied on
             report.usable = False
-            report.add("read", False, str(error))
+            report.add("read", False, error.problem, remedy=error.remedy)
     return report
 
 
@@ -112,13 +118,11 @@ def _check(store, report, files):
                    f"{len(found['bad_blob_size'])} of the wrong size or type, {len(found['bad_values'])} "
                    "with negative, NaN or infinite values", found["bad_blob_size"] + found["bad_values"])
     if dimension is not None and not found["bad_blob_size"] and not found["bad_values"]:
-        from .index import search_cache_differences  # the search's transform: only needed for this check
-
-        differences = search_cache_differences(store)
+        differences = search_cache.differences(store)
         if differences is not None:
             report.add("search_cache", differences == 0, "the search cache equals the histograms transformed again"
-                       if not differences else f"the search cache differs from the histograms in {differences} rows; "
-                       "rebuild the index (cbir index PHOTOS_DIR --rebuild)")
+                       if not differences else f"the search cache differs from the histograms in {differences} rows",
+                       remedy=Remedy.REBUILD)
     if files:
         missing, changed = [], []
         for stored, size, mtime_ns in image_files:
@@ -129,11 +133,11 @@ def _check(store, report, files):
                 continue
             if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns):
                 changed.append(stored)
-        report.add("files", not missing, f"{len(missing)} indexed files are missing on disk (run cbir index "
-                   "on their folder to forget them)" if missing else "every indexed file exists", missing)
+        report.add("files", not missing, f"{len(missing)} indexed files are missing on disk" if missing else
+                   "every indexed file exists", missing, remedy=Remedy.REINDEX)
         if changed:
-            report.warnings.append(f"{len(changed)} indexed files changed since they were indexed (run cbir index "
-                                   "to update them)")
+            report.warnings.append(f"{len(changed)} indexed files changed since they were indexed (indexing their "
+                                   "folders again updates them)")
 
 
 def _add_integrity(report, messages):
@@ -152,20 +156,20 @@ def _check_codebook(store, report):
         meta = store.meta()
         settings = Settings.from_dict(meta["settings"]) if "settings" in meta else None
     except CbirError as error:
-        report.add("codebook", False, str(error))
+        report.add("codebook", False, error.problem, remedy=error.remedy)
         return None
     if codebook is None or settings is None:
         empty = report.counts["images"] == 0 and report.counts["histograms"] == 0
         report.add("codebook", empty, "no codebook yet (nothing indexed)" if empty else
-                   "histograms are stored but the codebook or its settings are missing: rebuild the index")
+                   "histograms are stored but the codebook or its settings are missing", remedy=Remedy.REBUILD)
         return None
     if len(codebook) > settings.colors or len(codebook) < 1:
-        report.add("codebook", False, f"{len(codebook)} codebook colours for colors={settings.colors}; "
-                   "rebuild the index")
+        report.add("codebook", False, f"{len(codebook)} codebook colours for colors={settings.colors}",
+                   remedy=Remedy.REBUILD)
         return None
     if meta.get("lut_bits") != LUT_BITS:
         report.add("codebook", False, f"made with a {meta.get('lut_bits')}-bit colour table, this cbir uses "
-                   f"{LUT_BITS} bits; rebuild the index")
+                   f"{LUT_BITS} bits", remedy=Remedy.REBUILD)
         return n_blocks(settings.layout) * len(codebook)  # the histograms can still be checked
     report.add("codebook", True, f"{len(codebook)} colours (colors={settings.colors}), "
                f"space={settings.space}, layout={settings.layout}")

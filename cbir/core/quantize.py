@@ -5,6 +5,7 @@ coarse to fine (k-means++ restarts on 4-bit colour bins, Lloyd steps on 5-bit bi
 in the working space; every pixel gets its exact nearest palette colour through its distinct colour.
 """
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +46,7 @@ def check_image(image):
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
         raise ValueError(
             f"image must be a non-empty (H, W, 3) uint8 sRGB array, got {image.shape} {image.dtype}; "
-            "cbir.decode.read_image converts grayscale, 16-bit and alpha images to that form"
+            "cbir.imageio.read_image converts grayscale, 16-bit and alpha images to that form"
         )
     return image
 
@@ -140,3 +141,45 @@ def rgb_mse(a, b):
 def mean_delta_e(a, b):
     """Mean CIE76 colour difference (Euclidean distance in CIELAB) of two ``(H, W, 3) uint8`` sRGB images."""
     return float(np.linalg.norm(srgb_to_lab(a).astype(np.float64) - srgb_to_lab(b), axis=-1).mean())
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """One palette size of :func:`quantize_sweep`: the quantization, its errors and how long it took."""
+
+    k: int
+    quantization: Quantization
+    rgb_mse: float
+    mean_delta_e: float
+    seconds: float
+
+
+def quantize_sweep(image, ks, *, space="lab", seed=0):
+    """Quantize one image to each of several palette sizes, with the error and the time of each.
+
+    Parameters
+    ----------
+    image : (H, W, 3) uint8, sRGB
+    ks : list of int, palette sizes
+    space, seed : see :func:`quantize`
+
+    Returns
+    -------
+    list of SweepResult, in the order of ``ks``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((4, 4, 3), np.uint8); image[:, 2:] = 255
+    >>> [(r.k, len(r.quantization.palette), r.rgb_mse) for r in quantize_sweep(image, [1, 2])]
+    [(1, 1, 16328.5), (2, 2, 0.0)]
+    """
+    image = check_image(image)
+    results = []
+    for k in ks:
+        start = time.perf_counter()
+        result = quantize(image, k, space=space, seed=seed)
+        seconds = time.perf_counter() - start
+        results.append(SweepResult(k, result, rgb_mse(image, result.image), mean_delta_e(image, result.image),
+                                   seconds))
+    return results

@@ -1,4 +1,4 @@
-"""Image files in and out: the only module that reads or writes image files.
+"""Image files in and out: reading and decoding photos, encoding pictures (written through :mod:`cbir.files`).
 
 Files are read as bytes and decoded with OpenCV, so any file name works (spaces, quotes, unicode). Every image
 comes out as ``(H, W, 3) uint8`` sRGB:
@@ -25,7 +25,8 @@ import threading
 import cv2
 import numpy as np
 
-from .errors import DecodeError
+from .errors import DecodeError, WriteError
+from .files import write_file
 
 MAX_PIXELS = 128_000_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -110,7 +111,7 @@ def _jpeg_truncated(data):
     entropy-coded data, where FF is always followed by 00 or a restart marker).
 
     The marker is searched backwards from the end (``rfind``): a whole file ends with it, so the answer costs
-    a few bytes instead of a scan of the whole file (1 ms per MB: entropy-coded data is full of FF 00)."""
+    a few bytes instead of a scan of the whole file (entropy-coded data is full of FF 00)."""
     pos = 2
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
@@ -188,7 +189,7 @@ def decode_with_size(data, *, min_side=None, name="image"):
 _silence_lock = threading.Lock()
 _silence_depth = 0
 _saved_stderr = None
-_devnull = None  # opened once and kept: opening and closing it every time was 3 of the 7 us of a silencing
+_devnull = None  # opened once and kept: opening it each time was almost half the cost of a silencing
 
 
 @contextlib.contextmanager
@@ -251,7 +252,7 @@ def _to_srgb8(image, name):
 def read_bytes(path):
     """Read a file's bytes, turning OS errors into DecodeError."""
     try:
-        with open(path, "rb", buffering=0) as handle:  # unbuffered: one read into the result, 4 us less
+        with open(path, "rb", buffering=0) as handle:  # unbuffered: one read straight into the result
             return handle.readall()
     except IsADirectoryError:
         raise DecodeError(f"{path}: is a directory, not an image file") from None
@@ -276,7 +277,7 @@ def encode_image(rgb, extension=".png"):
     except cv2.error:
         ok = False
     if not ok:
-        raise DecodeError(f"cannot write {extension!r} images; use .png, .jpg, .bmp, .tif or .webp")
+        raise WriteError(f"cannot write {extension!r} images; use .png, .jpg, .bmp, .tif or .webp")
     return encoded.tobytes()
 
 
@@ -286,15 +287,19 @@ def write_image(path, rgb):
     write_file(path, encode_image(rgb, os.path.splitext(path)[1].lower() or ".png"))
 
 
-def write_file(path, data):
-    """Write ``data`` (bytes) to ``path`` whole or not at all (a temporary file renamed into place)."""
-    path = os.fspath(path)
-    temporary = f"{path}.partial-{os.getpid()}"
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except OSError as error:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise DecodeError(f"{path}: cannot write ({error.strerror or error})") from None
+def read_thumbnail(path, size):
+    """A picture of an image file whose longest side is at most ``size``: ``(h, w, 3) uint8``.
+
+    JPEGs are decoded at a reduced scale where that keeps ``size`` pixels, then shrunk with area averaging.
+
+    Raises
+    ------
+    DecodeError
+        the file cannot be read as an image
+    """
+    image = read_image(path, min_side=size)
+    h, w = image.shape[:2]
+    if max(h, w) <= size:
+        return image
+    scale = size / max(h, w)
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)

@@ -1,6 +1,6 @@
-"""Write the CLI reference ``docs/cli.md`` from the commands' ``--help``: ``python -m cbir.docgen``.
+"""Write the CLI reference ``docs/cli.md`` from the commands' ``--help``: ``python -m cbir.cli.docgen``.
 
-``python -m cbir.docgen --check`` exits with 1 when the file on disk differs (tests/test_cli_reference.py runs the
+``python -m cbir.cli.docgen --check`` exits with 1 when the file on disk differs (tests/test_cli_reference.py runs the
 same comparison). The help is rendered at a fixed width, so the file does not depend on the terminal.
 """
 
@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 WIDTH = 100
-REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
-REGENERATE = "python -m cbir.docgen"
+REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+REGENERATE = "python -m cbir.cli.docgen"
 
 
 def help_text(*args):
     """The ``--help`` output of ``cbir ARGS...``: str."""
-    from .cli import app
+    from .app import app
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
@@ -27,7 +27,7 @@ def help_text(*args):
 
 def commands():
     """Names of the commands of ``cbir``, in the order they are listed: list of str."""
-    from .cli import app
+    from .app import app
 
     return [command.name or command.callback.__name__ for command in app.registered_commands]
 

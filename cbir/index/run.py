@@ -9,29 +9,31 @@ With ``workers`` > 1, files are read, hashed, decoded and histogrammed in worker
 stays the single SQLite writer; results come back in file order, so the database is the same as with one process.
 """
 
+from __future__ import annotations
+
 import concurrent.futures
 import errno
 import hashlib
 import os
 import signal
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 
-from .codebook import empty_pool, learn_codebook, pool_colours
-from .decode import IMAGE_EXTENSIONS, decode_with_size, native_stderr_silenced, read_bytes, read_image
-from .errors import CbirError
-from .features import LUT_BITS, histogram, lookup_table
-from .settings import Settings, SettingsError
+from ..core.codebook import empty_pool, learn_codebook, pool_colours
+from ..core.histogram import LUT_BITS, histogram, lookup_table
+from ..errors import CbirError, Remedy, SettingsError
+from ..imageio import IMAGE_EXTENSIONS, decode_with_size, native_stderr_silenced, read_bytes, read_image
+from ..settings import Settings
+from .tuning import Tuning
 from .workers import context as _context
 from .workers import start_server as _start_server
 
-BATCH_SIZE = 256
-PARALLEL_MIN_FILES = 64  # fewer files to read than this: one process (starting workers would cost more)
-WORKER_CHUNK = 16  # files per task sent to a worker
 CODEBOOK_MIN_SIDE = 64  # colour statistics for the codebook need few pixels: decode large JPEGs small
 
 
@@ -43,16 +45,16 @@ class IndexReport:
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
-    failures: list = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
     codebook_learned: bool = False
     seconds: float = 0.0
 
     @property
-    def failed(self):
+    def failed(self) -> int:
         return len(self.failures)
 
-    def summary(self):
+    def summary(self) -> str:
         return (f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, removed {self.removed}, "
                 f"failed {self.failed}")
 
@@ -134,8 +136,7 @@ def resolve_settings(stored, overrides, rebuild):
     changed = [name for name in Settings.HISTOGRAM_FIELDS if getattr(wanted, name) != getattr(current, name)]
     if changed and not rebuild:
         described = ", ".join(f"{n}={getattr(current, n)}" for n in changed)
-        raise SettingsError(f"this index was built with {described}; add --rebuild to recompute every histogram "
-                            "with the new settings")
+        raise SettingsError(f"this index was built with {described}", remedy=Remedy.REBUILD_FOR_SETTINGS)
     return wanted
 
 
@@ -173,17 +174,20 @@ def describe(path, settings, lut, n_colors, known_sha256=None):
     return sha256, (width, height, histogram(image, lut, n_colors, settings.layout))
 
 
-def index_paths(store, roots, overrides=None, *, rebuild=False, progress=None, workers=1):
+def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None, *, rebuild: bool = False,
+                progress: Callable[[int, int], None] | None = None, workers: int = 1,
+                tuning: Tuning = Tuning()) -> IndexReport:
     """Bring the index in ``store`` in step with the image files under ``roots``.
 
     Parameters
     ----------
-    store : cbir.storage.Store
+    store : cbir.store.Store
     roots : list of folders or files
     overrides : dict of Settings fields to change (None values are ignored)
     rebuild : relearn the codebook and recompute every histogram
     progress : callable(done, total) or None, called as files are processed
     workers : processes that read and describe files (1: all in this process); the result is the same
+    tuning : batch size, worker chunks, and the fewest files worth starting workers for
 
     Returns
     -------
@@ -197,7 +201,7 @@ def index_paths(store, roots, overrides=None, *, rebuild=False, progress=None, w
         has_codebook = store.codebook() is not None
         settings = resolve_settings(meta.get("settings") if has_codebook else None, overrides or {}, rebuild)
         files, problems = find_images(roots)
-        if workers > 1 and _parallel(workers, _fewest_new(store, files, fresh=rebuild or not has_codebook)):
+        if workers > 1 and _parallel(workers, _fewest_new(store, files, fresh=rebuild or not has_codebook), tuning):
             _start_server()  # it boots on another core while this one learns the codebook or lists the work
         if not has_codebook or rebuild:
             if not files:
@@ -208,14 +212,14 @@ def index_paths(store, roots, overrides=None, *, rebuild=False, progress=None, w
             report.codebook_learned = True
         elif settings.to_dict() != meta.get("settings"):
             store.set_meta({"settings": settings.to_dict()})  # ranking settings changed: no new histograms needed
-        _update(store, roots, files, problems, settings, store.codebook(), report, progress, workers)
+        _update(store, roots, files, problems, settings, store.codebook(), report, progress, workers, tuning)
     finally:
         store.unlock()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _update(store, roots, files, problems, settings, codebook, report, progress, workers=1):
+def _update(store, roots, files, problems, settings, codebook, report, progress, workers, tuning):
     known = store.known_images()
     known_failures = store.known_failures()
     abs_roots = [os.path.abspath(r) for r in roots]
@@ -243,7 +247,7 @@ def _update(store, roots, files, problems, settings, codebook, report, progress,
     store.write_batch(failures=failures, removed=removed)
     if not todo:
         return
-    parallel = _parallel(workers, len(todo))
+    parallel = _parallel(workers, len(todo), tuning)
     if parallel:
         _start_server()  # if not started yet: it boots on another core while this one builds the lookup table
     lut = lookup_table(codebook, settings.space)
@@ -251,7 +255,7 @@ def _update(store, roots, files, problems, settings, codebook, report, progress,
 
     records, failures, touched = [], [], []
     jobs = [(path, entry[3] if entry else None) for path, _, _, entry in todo]
-    results = _describe_parallel(jobs, settings, lut, len(codebook), workers) if parallel else \
+    results = _describe_parallel(jobs, settings, lut, len(codebook), workers, tuning.worker_chunk) if parallel else \
         _describe_here(jobs, settings, lut, len(codebook))
     try:
         for done, ((path, stored, stat, entry), (sha256, described, error)) in enumerate(zip(todo, results), 1):
@@ -269,7 +273,7 @@ def _update(store, roots, files, problems, settings, codebook, report, progress,
                         report.updated += 1
                     else:
                         report.added += 1
-            if len(records) + len(failures) + len(touched) >= BATCH_SIZE:
+            if len(records) + len(failures) + len(touched) >= tuning.batch_size:
                 store.write_batch(records, failures, touched, new_paths=new_paths)
                 records, failures, touched = [], [], []
             if progress:
@@ -278,13 +282,13 @@ def _update(store, roots, files, problems, settings, codebook, report, progress,
         report.interrupted = True
     except BrokenProcessPool:
         store.write_batch(records, failures, touched, new_paths=new_paths)
-        raise CbirError("a worker process died (out of memory, or killed); the images finished so far are kept: "
-                        "run the same command again, with --workers 1 to find a file that crashes it") from None
+        raise CbirError("a worker process died (out of memory, or killed); the images finished so far are kept",
+                        remedy=Remedy.ONE_WORKER) from None
     store.write_batch(records, failures, touched, new_paths=new_paths)
 
 
-def _parallel(workers, n_jobs):
-    return workers > 1 and n_jobs >= PARALLEL_MIN_FILES
+def _parallel(workers, n_jobs, tuning):
+    return workers > 1 and n_jobs >= tuning.parallel_min_files
 
 
 def _fewest_new(store, files, fresh):
@@ -292,8 +296,8 @@ def _fewest_new(store, files, fresh):
     return len(files) if fresh else len(files) - store.counts(["images"])["images"]
 
 
-def _chunks(jobs):
-    return [jobs[i : i + WORKER_CHUNK] for i in range(0, len(jobs), WORKER_CHUNK)]
+def _chunks(jobs, size):
+    return [jobs[i : i + size] for i in range(0, len(jobs), size)]
 
 
 def _describe_here(jobs, settings, lut, n_colors):
@@ -304,13 +308,13 @@ def _describe_here(jobs, settings, lut, n_colors):
         yield _describe_job(job, settings, lut, n_colors)
 
 
-def _describe_parallel(jobs, settings, lut, n_colors, workers):
+def _describe_parallel(jobs, settings, lut, n_colors, workers, chunk):
     """:func:`_describe_here` in ``workers`` processes, a chunk of jobs per task, in order. The workers ignore
     SIGINT, so Ctrl-C interrupts this process only, which stops them and keeps what is finished."""
     with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_context(),
                                                 initializer=_init_worker,
                                                 initargs=(settings, lut, n_colors)) as pool:
-        results = pool.map(_describe_in_worker, _chunks(jobs))
+        results = pool.map(_describe_in_worker, _chunks(jobs, chunk))
         try:
             for chunk in results:
                 yield from chunk
@@ -321,7 +325,7 @@ def _describe_parallel(jobs, settings, lut, n_colors, workers):
 
 def _describe_chunk(jobs, settings, lut, n_colors):
     """:func:`_describe_job` of a few jobs, codec warnings silenced once for all of them (each redirection costs
-    4 us of system calls, 1% of describing a small image)."""
+    system calls: about 1% of describing a small image)."""
     with native_stderr_silenced():
         return [_describe_job(job, settings, lut, n_colors) for job in jobs]
 
@@ -349,6 +353,6 @@ def _init_worker(settings, lut, n_colors):
 
 def _describe_in_worker(jobs):
     """:func:`_describe_chunk` in a worker; vectors go back as little-endian bytes (what the database stores, and
-    sent between processes 6x faster than arrays)."""
+    sent between processes much faster than arrays)."""
     return [(sha256, described and (*described[:2], np.asarray(described[2], "<f4").tobytes()), error)
             for sha256, described, error in _describe_chunk(jobs, *_worker_context)]

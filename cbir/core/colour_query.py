@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ColourError, Remedy
 from .colour import bin_index, lab_to_srgb, srgb_to_lab
-from .errors import CbirError
-from .features import LUT_BITS
+from .histogram import LUT_BITS
 
 # The 16 CSS basic colours, both spellings of grey, and a few common extended-CSS names.
 CSS_COLOURS = {
@@ -46,10 +46,6 @@ _NUMBER = r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*"
 _FUNCTION = re.compile(rf"^(lab|rgb)\({_NUMBER},{_NUMBER},{_NUMBER}\)$")
 _HEX = re.compile(r"^#([0-9a-f]{3}|[0-9a-f]{6})$")
 _HOW = "write a colour as a name (red), hex (#1e90ff), rgb(30,144,255) or lab(50,20,-30)"
-
-
-class ColourError(CbirError):
-    """A colour or a colour target cannot be understood."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +123,7 @@ def parse_target(specs):
         no colours, an unreadable colour or share, or shares adding up to more than 100
     """
     if not specs:
-        raise ColourError(f"give at least one colour, e.g. --color '#1e90ff:40'; {_HOW}")
+        raise ColourError(f"give at least one colour; {_HOW}", remedy=Remedy.GIVE_COLOUR)
     parsed = []
     for spec in specs:
         colour, share = spec, None

@@ -4,6 +4,10 @@ Everything takes and returns ``(H, W, 3) uint8`` sRGB arrays. Captions use OpenC
 ASCII only: other characters are shown as ``?``.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -156,3 +160,62 @@ def contact_sheet(rows, width=160, height=120, columns=6, gap=6):
             padded.append(rule)
         padded.append(np.pad(sheet, ((0, 0), (0, full - sheet.shape[1]), (0, 0)), constant_values=BACKGROUND))
     return np.vstack(padded)
+
+
+ANY_COLOUR = (221, 221, 221)  # how the "any colour" rest of a colour query is drawn
+
+
+def colour_query_swatch(colours, shares, rest, width=240, height=160):
+    """A swatch standing for a colour query: its colours sized by share, the "any colour" rest in light grey,
+    framed so that white shows on white.
+
+    Parameters
+    ----------
+    colours : (T, 3) uint8 sRGB; shares : (T,) float, each colour's share of the picture
+    rest : float, the share left as "any colour" (0 for none)
+
+    Returns
+    -------
+    swatch : (height, width, 3) uint8
+    """
+    rgb = list(np.asarray(colours, np.uint8)) + ([ANY_COLOUR] if rest > 0 else [])
+    weights = list(shares) + ([rest] if rest > 0 else [])
+    swatch = palette_swatch(np.array(rgb, np.uint8), weights, width - 2, height - 2)
+    return np.pad(swatch, ((1, 1), (1, 1), (0, 0)), constant_values=128)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One picture ready to draw: thumbnail ``(h, w, 3) uint8``, colour make-up ``(K,)`` shares in codebook order,
+    rank and distance (None for a query), and a note (e.g. why the file could not be shown)."""
+
+    label: str
+    title: str
+    image: np.ndarray
+    makeup: np.ndarray
+    rank: int | None = None
+    distance: float | None = None
+    note: str | None = None
+
+
+def by_share(palette, shares):
+    """Palette ``(K, 3)`` and shares ``(K,)`` reordered largest share first (for make-up bars)."""
+    order = np.argsort(-np.asarray(shares), kind="stable")
+    return np.asarray(palette)[order], np.asarray(shares)[order]
+
+
+def montage(groups, palette, width=160, height=120):
+    """The contact sheet of queries and their results: ``(H, W, 3) uint8``, one block of tiles per query.
+
+    Parameters
+    ----------
+    groups : list of (Shown query, list of Shown results)
+    palette : (K, 3) uint8, the codebook colours the make-ups refer to
+    """
+    rows = []
+    for query, results in groups:
+        tiles = [(query.image, ["query:", query.label], *by_share(palette, query.makeup))]
+        tiles += [(r.image, [f"#{r.rank}  d={r.distance:.4f}", r.label], *by_share(palette, r.makeup))
+                  for r in results]
+        rows.append(tiles)
+    return contact_sheet(rows, width, height)

@@ -8,8 +8,8 @@ import zlib
 import cv2
 import numpy as np
 
-from cbir.decode import write_image
-from test_index import make_photo
+from cbir.imageio import write_image
+from helpers import make_photo
 
 
 def photo(seed, size=(24, 32)):

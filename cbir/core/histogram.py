@@ -5,7 +5,7 @@ codebook. A spatial layout splits the image into regions, each with its own hist
 "global+" layouts add the whole-image histogram as one more block. Blocks are compared with weights
 (:func:`block_weights`): in a "global+" layout the regions together weigh as much as the whole-image block.
 
-Counting runs through OpenCV when it can (:func:`region_counts`): about four times faster than the numpy
+Counting runs through OpenCV when it can (:func:`region_counts`): several times faster than the numpy
 formulation, with identical counts (tests/test_features.py checks both on every layout). The numpy formulation
 stays as the reference and as the fallback for what the fast path does not cover.
 """
@@ -96,6 +96,27 @@ def block_weights(layout):
     return np.ones(regions)
 
 
+def whole_picture_shares(vectors, n_colors, layout):
+    """Whole-picture colour shares of histograms (the colour make-up of each picture).
+
+    Parameters
+    ----------
+    vectors : (N, B*K) float, shares per block, as :func:`histogram` gives them
+    n_colors : int, K
+    layout : str, the layout the histograms were made with (B = :func:`n_blocks`)
+
+    Returns
+    -------
+    shares : (N, K) float64; the first block for "global+" layouts, else the mean of the blocks
+    """
+    vectors = np.asarray(vectors, dtype=np.float64)
+    blocks = n_blocks(layout)
+    if vectors.ndim != 2 or vectors.shape[1] != blocks * n_colors:
+        raise ValueError(f"vectors must be (N, {blocks} * {n_colors}) for layout {layout!r}, got {vectors.shape}")
+    per_block = vectors.reshape(len(vectors), blocks, n_colors)
+    return per_block[:, 0] if layout.startswith("global+") else per_block.mean(axis=1)
+
+
 def histogram(image, lut, n_colors, layout="global", bits=LUT_BITS):
     """Colour histogram of an image over a codebook, one block per region.
 
@@ -156,7 +177,7 @@ def _counts(image, lut, n_colors, layout, bits, method):
 # 3. cv2.remap (nearest) gathers the codebook label at (x, y) from the LUT laid out as a 2-D image;
 # 4. cv2.calcHist counts label + K * (region + n_regions * lane), lane = column % 4, then the lanes are summed:
 #    neighbouring pixels mostly share a label, and counting them into four different bins avoids a chain of
-#    increments of one counter (1.6x faster counting). calcHist counts in float32, exact below 2**24 pixels.
+#    increments of one counter (docs/benchmarks.md). calcHist counts in float32, exact below 2**24 pixels.
 LANES = 4
 
 

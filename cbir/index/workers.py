@@ -28,13 +28,13 @@ def context():
     ctx = multiprocessing.get_context(START_METHOD if START_METHOD in multiprocessing.get_all_start_methods()
                                       else "spawn")
     if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["cbir.indexer"])  # imported once in the server, not in every worker
+        ctx.set_forkserver_preload(["cbir.index.run"])  # imported once in the server, not in every worker
     return ctx
 
 
 def start_server():
-    """Start the fork server now rather than at the first task: its 0.2-0.3 s of start-up (a new interpreter
-    importing cbir, OpenCV and numpy) then runs beside this process's own work. Does nothing if it runs already."""
+    """Start the fork server now rather than at the first task: its start-up (a new interpreter importing cbir,
+    OpenCV and numpy) then runs beside this process's own work. Does nothing if it runs already."""
     if context().get_start_method() != "forkserver":
         return
     # Ctrl-C while the server boots would print a traceback from its imports: it is started with SIGINT ignored

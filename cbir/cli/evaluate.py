@@ -1,0 +1,79 @@
+"""``cbir evaluate``: measure retrieval on a labelled folder."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from .options import JsonOption, KernelOption, PowerOption, QuietOption, SigmaOption
+from .output import print_json, reports_errors, show_path, stderr, stdout
+from .progress import ProgressBar
+
+
+@reports_errors
+def evaluate_command(
+    directory: Annotated[Path, typer.Argument(help="Folder of the labelled images.", show_default=False)],
+    labels: Annotated[Path, typer.Option("--labels", help="CSV file with columns path,label (paths relative to "
+                                                          "DIRECTORY).", show_default=False)],
+    db: Annotated[Optional[Path], typer.Option(
+        "--db", help="Index database to use and keep (default: a temporary one).")] = None,
+    colors: Annotated[Optional[int], typer.Option("--colors", min=2, max=1024, help="Codebook size K.")] = None,
+    layout: Annotated[Optional[str], typer.Option("--layout", help="Spatial layout (see cbir index).")] = None,
+    space: Annotated[Optional[str], typer.Option("--space", help="Codebook colour space: lab or rgb.")] = None,
+    min_side: Annotated[Optional[int], typer.Option(
+        "--min-side", min=0, help="Decode JPEGs reduced while the short side keeps this many pixels.")] = None,
+    sample: Annotated[Optional[int], typer.Option("--sample", min=1,
+                                                  help="Images sampled to learn the codebook.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the codebook k-means.")] = None,
+    kernel: KernelOption = None,
+    sigma: SigmaOption = None,
+    power: PowerOption = None,
+    distance: Annotated[Optional[list[str]], typer.Option(
+        "--distance", help="qfd (default), l1, chi2, intersection, or all; repeat for several.")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="With --db: relearn the codebook, redo every "
+                                                            "histogram.")] = False,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+):
+    """Measure retrieval on a labelled folder: every labelled image queries all the others (same label =
+    relevant); prints MAP, P@10, P@20, AP per label and timings."""
+    from ..core.backends import DISTANCES
+    from ..experiments.evaluate import run_experiment
+
+    distances = list(dict.fromkeys(d for name in (distance or ["qfd"])
+                                   for d in (DISTANCES if name == "all" else [name])))
+    unknown = [d for d in distances if d not in DISTANCES]
+    if unknown:
+        raise typer.BadParameter(f"{', '.join(unknown)}: choose from {', '.join(DISTANCES)} or all",
+                                 param_hint="--distance")
+    settings = dict(colors=colors, layout=layout, space=space, min_side=min_side, sample=sample, seed=seed,
+                    kernel=kernel, sigma=sigma, power=power)
+    with ProgressBar("indexing", not (quiet or json_output)) as bar:
+        report = run_experiment(directory, labels, db=db, settings=settings, distances=distances, rebuild=rebuild,
+                                index_progress=bar.stage("indexing"), query_progress=bar.stage("querying"))
+    if json_output:
+        print_json(report)
+    else:
+        show_report(report)
+
+
+def show_report(report):
+    for failure in report["failed"]:
+        stderr.print(f"failed: {show_path(failure['path'])}: {failure['reason']}", markup=False, soft_wrap=True)
+    results = report["results"]
+    stdout.print(f"{report['images']} labelled images, {report['labels']} labels; indexed {report['indexed']}"
+                 + (f" in {report['index_seconds'] * 1000:.1f} ms per image" if report["index_seconds"] else ""),
+                 markup=False)
+    stdout.print("settings: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in report["settings"].items()), markup=False)
+    table = Table("distance", "MAP", "P@10", "P@20", "query time")
+    for r in results:
+        table.add_row(r["distance"], f"{r['map']:.4f}", f"{r['p@10']:.4f}", f"{r['p@20']:.4f}",
+                      f"{r['query_seconds'] * 1000:.2f} ms")
+    stdout.print(table)
+    per_label = Table("label", *[f"AP {r['distance']}" for r in results], title="AP per label",
+                      title_justify="left")
+    for label in results[0]["ap_per_label"]:
+        per_label.add_row(label, *[f"{r['ap_per_label'][label]:.4f}" for r in results])
+    stdout.print(per_label)

@@ -1,0 +1,46 @@
+"""``cbir info``: what an index database holds."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..imageio import write_image
+from ..viz.sheets import palette_swatch
+from .options import DbOption, JsonOption
+from .output import check_writable_image_path, print_json, reports_errors, stderr, stdout
+
+
+@reports_errors
+def info_command(
+    db: DbOption = Path("cbir.db"),
+    palette: Annotated[Optional[Path], typer.Option(
+        "--palette", help="Write the codebook as a swatch image, colours sized by their share of the collection.",
+        show_default=False)] = None,
+    json_output: JsonOption = False,
+):
+    """Show what an index database holds: images, failures, codebook and its settings, size."""
+    from ..index import Index
+
+    check_writable_image_path(palette)
+    with Index.open(db) as index:
+        info = index.info()
+        failures = index.failures()
+        if palette is not None:
+            write_image(palette, palette_swatch(*index.codebook_colours(), 800, 64))
+            if not json_output:
+                stderr.print(f"wrote {palette}", markup=False)
+    if json_output:
+        info["failure_list"] = [{"path": f.stored_path, "reason": f.reason} for f in failures]
+        print_json(info)
+        return
+    stdout.print(f"database: {info['database']} ({info['bytes'] / 1e6:.1f} MB, schema {info['schema_version']})",
+                 markup=False)
+    stdout.print(f"images: {info['images']} indexed, {info['failures']} failed", markup=False)
+    for failure in failures:
+        stdout.print(f"  failed: {failure.stored_path}: {failure.reason}", markup=False)
+    stdout.print(f"codebook: {info['codebook'] and len(info['codebook'])} colours", markup=False)
+    for key, value in (info["settings"] or {}).items():
+        stdout.print(f"  {key}: {value}", markup=False)
+    if info["search_cache_rows"] is not None:
+        stdout.print(f"search cache: {info['search_cache_rows']} transformed rows (opening reads them)", markup=False)

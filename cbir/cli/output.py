@@ -1,0 +1,101 @@
+"""How the CLI speaks: the consoles, errors with command-line advice, JSON, paths and names shown safely.
+
+Library errors (:class:`cbir.CbirError`) become ``Error: ...`` on stderr with exit code 1; when an error names a
+:class:`cbir.Remedy`, the advice is the command line that fixes it. Usage errors stay typer's exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from ..errors import CbirError, Remedy
+from ..imageio import encode_image
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False)
+
+EXIT_FAILED_FILES = 3
+EXIT_INTERRUPTED = 130
+
+# The command line that fixes each remedy; {db} is the database of the command that failed.
+ADVICE = {
+    Remedy.CREATE: "create one with: cbir index PHOTOS_DIR --db {db}",
+    Remedy.ADD: "index some photos first with: cbir index PHOTOS_DIR --db {db}",
+    Remedy.REBUILD: "rebuild it with: cbir index PHOTOS_DIR --db {db} --rebuild",
+    Remedy.REBUILD_IF_DAMAGED: "if the database is damaged, rebuild it with: cbir index PHOTOS_DIR --db {db} "
+                               "--rebuild",
+    Remedy.REBUILD_FOR_SETTINGS: "add --rebuild to recompute every histogram with the new settings",
+    Remedy.ONE_WORKER: "run the same command again, with --workers 1 to find a file that crashes it",
+    Remedy.DATABASE_FILE: "pass the database file with --db",
+    Remedy.CHECK: "run: cbir check --db {db}",
+    Remedy.REINDEX: "run cbir index on their folders to forget or update them",
+    Remedy.GIVE_COLOUR: "e.g. --color '#1e90ff:40'",
+}
+
+
+def advice(remedy: Remedy | None, db: Any = None) -> str | None:
+    """The command-line advice for ``remedy`` (None when there is none)."""
+    if remedy is None:
+        return None
+    return ADVICE[remedy].format(db=shlex.quote(os.fspath(db)) if db is not None else "DATABASE")
+
+
+def message(error: CbirError, db: Any = None) -> str:
+    """What to print for a library error: its problem and the command-line advice, or its own text."""
+    hint = advice(error.remedy, db)
+    return f"{error.problem}; {hint}" if hint else str(error)
+
+
+def fail(text: str) -> None:
+    """Print ``Error: text`` on stderr and exit with code 1."""
+    stderr.print(f"Error: {text}", markup=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def reports_errors(command: Callable) -> Callable:
+    """Turn library errors raised by a command into ``Error: ...`` with exit code 1, and Ctrl-C into 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except CbirError as error:
+            fail(message(error, kwargs.get("db")))
+        except KeyboardInterrupt:
+            stderr.print("Interrupted: nothing half-written is kept.", markup=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on one line of stdout."""
+    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+
+
+def show_path(path: str) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else relative
+
+
+def one_line(text: str) -> str:
+    """Text with control characters (a newline in a file name) escaped, so one report stays on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def check_writable_image_path(path: Path | None) -> None:
+    """Refuse an output path whose format cannot be written before any work is done."""
+    if path is not None:
+        encode_image(np.zeros((1, 1, 3), np.uint8), path.suffix.lower() or ".png")

@@ -1,0 +1,88 @@
+"""``cbir query``: rank the indexed images for query images or a colour query."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..core.colour_query import describe, parse_target, rest_share
+from ..viz.sheets import colour_query_swatch
+from .options import DbOption, KernelOption, PowerOption, QuietOption, SigmaOption
+from .output import check_writable_image_path, print_json, reports_errors, show_path, stdout
+from .pictures import Query, write_result_pictures
+from .progress import ProgressBar
+
+
+@reports_errors
+def query_command(
+    images: Annotated[Optional[list[Path]], typer.Argument(
+        help="Query image files (none when querying by --color).", show_default=False)] = None,
+    color: Annotated[Optional[list[str]], typer.Option(
+        "--color", metavar="COLOUR[:PERCENT]",
+        help="Query by colour, repeatable: a name (white), hex (#1e90ff), rgb(30,144,255) or lab(50,20,-30), "
+             "with its percentage of the picture, e.g. --color '#1e90ff:40' --color white:20. Colours without a "
+             "percentage share what is left; if the percentages add up to less than 100, the rest is any colour.",
+        show_default=False)] = None,
+    db: DbOption = Path("cbir.db"),
+    n: Annotated[int, typer.Option("-n", "--top", min=0, help="Results per query; 0 for the full ranking.")] = 10,
+    kernel: KernelOption = None,
+    sigma: SigmaOption = None,
+    power: PowerOption = None,
+    html: Annotated[Optional[Path], typer.Option(
+        "--html", help="Write the results as one self-contained web page (thumbnails, distances, colour "
+                       "make-up).", show_default=False)] = None,
+    montage: Annotated[Optional[Path], typer.Option(
+        "--montage", help="Write the results as a captioned contact sheet image (.png or .jpg).",
+        show_default=False)] = None,
+    quiet: QuietOption = False,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object per query per line on stdout and nothing else.")] = False,
+):
+    """Rank the indexed images by colour similarity to each query image or colour query (QBIC quadratic-form
+    distance)."""
+    from ..index import Index
+
+    if not images and not color:
+        raise typer.BadParameter("give query image files, or colours with --color", param_hint="IMAGES")
+    check_writable_image_path(montage)
+    target = parse_target(color) if color else None
+    ranking = {k: v for k, v in dict(kernel=kernel, sigma=sigma, power=power).items() if v is not None}
+    show_progress = not (quiet or json_output)
+    with Index.open(db, ranking=ranking) as index:
+        queries = make_queries(index, images or [], target, show_progress)
+        rankings = index.search_vectors([q.vector for q in queries], n)
+        for query, results in zip(queries, rankings):
+            show_results(query, results, target, json_output)
+        if html is not None or montage is not None:
+            write_result_pictures(index, queries, rankings, html, montage, show_progress, quiet or json_output)
+
+
+def make_queries(index, images, target, show_progress):
+    """The colour query (if any) and every query image, each read and checked before any output."""
+    queries = []
+    if target is not None:
+        label = describe(target)
+        swatch = colour_query_swatch([c.rgb for c in target], [c.share for c in target], rest_share(target))
+        queries.append(Query(label, label, swatch, index.colour_vector(target)))
+    with ProgressBar("reading queries", show_progress and len(images) > 1) as progress:
+        for done, image in enumerate(images, 1):
+            queries.append(Query(image.name, str(image), image, index.query_vector(image)))
+            progress(done, len(images))
+    return queries
+
+
+def show_results(query, results, target, json_output):
+    shown = [(r.rank, r.distance, show_path(r.path)) for r in results]
+    if json_output:
+        document = {"query": query.title}
+        if not isinstance(query.source, Path):  # the colour query
+            document["colors"] = [{"color": c.spec, "hex": c.hex, "share": round(c.share, 6)} for c in target]
+            document["any_color"] = round(rest_share(target), 6)
+        print_json({**document, "results": [
+            {"rank": rank, "path": path, "distance": round(distance, 6)} for rank, distance, path in shown]})
+        return
+    table = Table("rank", "distance", "path", title=f"query: {query.title}", title_justify="left")
+    for rank, distance, path in shown:
+        table.add_row(str(rank), f"{distance:.4f}", path)
+    stdout.print(table)

@@ -1,0 +1,24 @@
+"""The application behind :class:`cbir.Index`: adding photos, the loaded engine, the search cache, checks.
+
+Names are handed on lazily (PEP 562): a worker process of an index run imports ``cbir.index.run`` and needs
+numpy and OpenCV, not SQLite and the search.
+"""
+
+import importlib
+
+_NAMES = {"Index": "api", "Result": "api", "Failure": "api", "IndexReport": "run", "Tuning": "tuning",
+          "CheckReport": "check", "Finding": "check"}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name):
+    if name not in _NAMES:
+        raise AttributeError(f"module 'cbir.index' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_NAMES])

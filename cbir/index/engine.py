@@ -1,0 +1,98 @@
+"""A loaded index: what searching needs, read from the database once, in one snapshot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..core.backends import COMPARISONS, DISTANCES, QuadraticFormSearch, row_chunks
+from ..core.histogram import block_weights, lookup_table, n_blocks
+from ..errors import DatabaseError, Remedy
+from ..settings import Settings
+from ..store import Store
+from . import search_cache
+from .histograms import StoredHistograms, search_setup
+from .tuning import Tuning
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What searching needs, loaded from the database once: settings, codebook, lookup table, the image id of each
+    row of the search (``ids (N,) int64``), the search back-end, where and when (the database's ``data_version``)
+    it was loaded from, and whether its transformed matrix came from the search cache."""
+
+    settings: Settings
+    codebook: np.ndarray
+    lut: np.ndarray
+    ids: np.ndarray
+    backend: QuadraticFormSearch
+    store: Store
+    version: int
+    cached: bool = False
+
+    def paths(self, rows: Any = slice(None)) -> list[str]:
+        """Stored paths of some rows (all by default)."""
+        return self.store.paths_of(self.ids[rows])
+
+    def comparison(self, distance: str):
+        """The back-end ranking this engine's histograms by ``distance`` (one of ``DISTANCES``); every one but the
+        quadratic form needs the raw histograms in memory (``load_engine(..., in_memory=True)``)."""
+        if distance == "qfd":
+            return self.backend
+        if distance not in COMPARISONS:
+            raise ValueError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
+        if not isinstance(self.backend.vectors, np.ndarray):
+            raise ValueError(f"the {distance} distance needs the raw histograms in memory: load with in_memory=True")
+        layout = self.settings.layout
+        return COMPARISONS[distance](self.backend.vectors, n_blocks(layout), block_weights(layout))
+
+
+def load_engine(store: Store, ranking: dict[str, Any] | None = None, *, tuning: Tuning = Tuning(),
+                in_memory: bool | None = None, use_cache: bool = True) -> Engine:
+    """Load codebook and histograms from ``store`` and prepare the quadratic-form search.
+
+    ranking : dict of ranking settings (power, kernel, sigma) overriding the stored ones, or None
+    tuning : when the raw histograms stay in memory (``tuning.raw_in_memory_bytes``)
+    in_memory : keep the raw histograms in memory too (``backend.vectors`` is then an array), or stream them
+        through the transform chunk by chunk, keep only the transformed matrix and read the few rows a query
+        re-scores back from the database (``backend.vectors`` is then a :class:`StoredHistograms`). None: as
+        ``tuning`` says for the index's size (in memory, a query skips that read; streamed, a large index halves
+        its memory)
+    use_cache : read a streamed index's transformed matrix from the search cache when it is current (False:
+        always transform the histograms; the values are the same)
+
+    Everything is read in one snapshot, so an index run committing meanwhile is never seen half.
+    """
+    with store.snapshot():
+        return _load(store, ranking, tuning, in_memory, use_cache)
+
+
+def _load(store: Store, ranking: dict[str, Any] | None, tuning: Tuning, in_memory: bool | None,
+          use_cache: bool) -> Engine:
+    settings, codebook, dimension, backend = search_setup(store, ranking)
+    count = store.counts(["images"])["images"]  # a bound: every histogram read has its own image row
+    if in_memory is None:
+        in_memory = not tuning.streams(count, dimension)
+    cached = None
+    if in_memory:
+        ids, backend.vectors = store.load_vectors(dimension)
+        backend.transform_chunks(row_chunks(backend.vectors), len(ids))
+    else:
+        backend.vectors = histograms = StoredHistograms(store, dimension)
+        if use_cache:
+            cached = search_cache.read(store, backend.transform_key(), dimension)
+        if cached is not None:
+            try:
+                backend.use_transformed(cached[1])
+                histograms.ids = cached[0]
+            except ValueError:  # values that are not finite: a damaged cache; the histograms are the truth
+                cached = None
+        if cached is None:
+            backend.transform_chunks(histograms.stream(), count)
+        ids = histograms.ids
+    if len(ids) == 0:
+        raise DatabaseError(f"{store.path} holds no indexed images", remedy=Remedy.ADD)
+    return Engine(settings, codebook, lookup_table(codebook, settings.space), ids, backend, store,
+                  store.data_version(), cached=cached is not None)

@@ -1,0 +1,50 @@
+"""What several test modules share: synthetic photos, the shared data sets, database peeks.
+
+Fixtures live in conftest.py; the messy collection of test_reliability.py in helpers/corpus.py.
+"""
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cbir.imageio import write_image
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data"
+KODAK = SHARED / "kodak"
+WANG = SHARED / "wang1000"
+
+
+def require(path):
+    """Skip the test cleanly when the shared measurement data is absent."""
+    if not path.exists():
+        pytest.skip(f"{path} is not available (shared measurement data)")
+    return path
+
+
+def make_photo(seed, size=(40, 56)):
+    """A synthetic photo: a few coloured blobs on a tinted background, different for every seed."""
+    rng = np.random.default_rng(seed)
+    image = np.empty((*size, 3), np.uint8)
+    image[:] = rng.integers(0, 256, 3)
+    yy, xx = np.mgrid[0 : size[0], 0 : size[1]]
+    for _ in range(4):
+        cy, cx, r = rng.integers(0, size[0]), rng.integers(0, size[1]), rng.integers(5, 20)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(0, 256, 3)
+    return np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
+
+
+def write_photos(folder, count, size=(40, 56)):
+    """``count`` synthetic photos p0.png, p1.png ... in ``folder`` (made if needed); returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        write_image(folder / f"p{i}.png", make_photo(i, size))
+    return folder
+
+
+def rows(db, sql):
+    """Rows of an SQL query on a database file, read with plain sqlite3."""
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
