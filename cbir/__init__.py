@@ -10,8 +10,17 @@ import importlib
 
 from .core.colour_query import TargetColour, parse_colour, parse_target
 from .core.quantize import Quantization, mean_delta_e, quantize, rgb_mse
-from .errors import (BusyError, CbirError, ColourError, DatabaseError, DecodeError, EvaluationError, Remedy,
-                     SettingsError, WriteError)
+from .errors import (
+    BusyError,
+    CbirError,
+    ColourError,
+    DatabaseError,
+    DecodeError,
+    EvaluationError,
+    Remedy,
+    SettingsError,
+    WriteError,
+)
 from .imageio import read_image, write_image
 from .settings import Settings
 

@@ -15,12 +15,15 @@ comes out as ``(H, W, 3) uint8`` sRGB:
   terminal: the caller reports the file once, with its reason.
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
 import os
 import struct
 import sys
 import threading
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -41,7 +44,7 @@ def _jpeg_flags(factor):
     return flags if _COLOR_RGB is None else (flags & ~cv2.IMREAD_COLOR) | _COLOR_RGB
 
 
-def header_size(data):
+def header_size(data: bytes) -> tuple[int, int] | None:
     """Width and height declared by a JPEG, PNG, GIF, BMP, TIFF or WebP header, without decoding; None if not
     found."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
@@ -126,7 +129,7 @@ def _jpeg_truncated(data):
     return True
 
 
-def reduction_for(size, min_side):
+def reduction_for(size: tuple[int, int] | None, min_side: int | None) -> int:
     """Largest JPEG DCT reduction (1, 2, 4 or 8) that keeps the short side at least ``min_side`` pixels."""
     if not min_side or size is None:
         return 1
@@ -137,7 +140,7 @@ def reduction_for(size, min_side):
     return 1
 
 
-def decode_image(data, *, min_side=None, name="image"):
+def decode_image(data: bytes, *, min_side: int | None = None, name: str = "image") -> np.ndarray:
     """Decode image file bytes to ``(H, W, 3) uint8`` sRGB.
 
     Parameters
@@ -151,11 +154,23 @@ def decode_image(data, *, min_side=None, name="image"):
     ------
     DecodeError
         empty, unreadable, truncated beyond decoding, too large, or an unsupported sample format
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data = encode_image(np.full((3, 5, 3), 7, np.uint8), ".png")
+    >>> decode_image(data).shape
+    (3, 5, 3)
+    >>> decode_image(b"")
+    Traceback (most recent call last):
+    ...
+    cbir.errors.DecodeError: image: empty file (0 bytes)
     """
     return decode_with_size(data, min_side=min_side, name=name)[0]
 
 
-def decode_with_size(data, *, min_side=None, name="image"):
+def decode_with_size(data: bytes, *, min_side: int | None = None, name: str = "image"
+                     ) -> tuple[np.ndarray, tuple[int, int]]:
     """:func:`decode_image`, and the image's full-size ``(width, height)``: from its header (also when a JPEG was
     decoded at a reduced scale), else from the decoded image. Saves the caller a second parse of the header."""
     if not data:
@@ -193,7 +208,7 @@ _devnull = None  # opened once and kept: opening it each time was almost half th
 
 
 @contextlib.contextmanager
-def native_stderr_silenced():
+def native_stderr_silenced() -> Iterator[None]:
     """Send what native code writes to file descriptor 2 to /dev/null for the duration (codec libraries print
     warnings such as ``libpng error: IDAT: CRC error`` about the very files cbir reports itself).
 
@@ -249,7 +264,7 @@ def _to_srgb8(image, name):
     raise DecodeError(f"{name}: unsupported channel count {channels}")
 
 
-def read_bytes(path):
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
     """Read a file's bytes, turning OS errors into DecodeError."""
     try:
         with open(path, "rb", buffering=0) as handle:  # unbuffered: one read straight into the result
@@ -265,12 +280,12 @@ def read_bytes(path):
         raise DecodeError(f"{path}: cannot read ({error.strerror or error})") from None
 
 
-def read_image(path, *, min_side=None):
+def read_image(path: str | os.PathLike[str], *, min_side: int | None = None) -> np.ndarray:
     """Read an image file as ``(H, W, 3) uint8`` sRGB. See :func:`decode_image`."""
     return decode_image(read_bytes(path), min_side=min_side, name=os.fspath(path))
 
 
-def encode_image(rgb, extension=".png"):
+def encode_image(rgb: np.ndarray, extension: str = ".png") -> bytes:
     """Encode ``(H, W, 3) uint8`` sRGB as image file bytes of the format named by ``extension``."""
     try:
         ok, encoded = cv2.imencode(extension, cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
@@ -281,13 +296,13 @@ def encode_image(rgb, extension=".png"):
     return encoded.tobytes()
 
 
-def write_image(path, rgb):
+def write_image(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
     """Write ``(H, W, 3) uint8`` sRGB to ``path``, the format chosen by its extension, whole or not at all."""
     path = os.fspath(path)
     write_file(path, encode_image(rgb, os.path.splitext(path)[1].lower() or ".png"))
 
 
-def read_thumbnail(path, size):
+def read_thumbnail(path: str | os.PathLike[str], size: int) -> np.ndarray:
     """A picture of an image file whose longest side is at most ``size``: ``(h, w, 3) uint8``.
 
     JPEGs are decoded at a reduced scale where that keeps ``size`` pixels, then shrunk with area averaging.

@@ -16,8 +16,9 @@ def photo():
 @pytest.fixture
 def many_photos(tmp_path):
     """A folder of 40 small photos (PNG and JPEG, some in a subfolder) and two broken files."""
-    from cbir.imageio import write_image
     from helpers import make_photo
+
+    from cbir.imageio import write_image
 
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
@@ -36,7 +37,10 @@ def cli():
 
     from cbir.cli import app
 
-    runner = CliRunner()
+    try:
+        runner = CliRunner(mix_stderr=False)  # click < 8.2 mixes stderr into stdout unless told not to
+    except TypeError:
+        runner = CliRunner()  # click >= 8.2 keeps them apart and has no such option
 
     def run(*args, env=None):
         result = runner.invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)

@@ -12,9 +12,9 @@ import shutil
 import subprocess
 
 import pytest
+from helpers import make_photo
 
 from cbir.imageio import write_image
-from helpers import make_photo
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -38,6 +38,8 @@ window.addEventListener("load", () => {
   document.body.appendChild(out);
 });
 </script>"""
+
+pytestmark = pytest.mark.slow  # a real browser process
 
 
 def find_browser():

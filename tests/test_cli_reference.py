@@ -8,6 +8,10 @@ from cbir.cli import docgen
 def test_cli_reference_is_up_to_date():
     expected = docgen.reference()
     actual = docgen.REFERENCE.read_text(encoding="utf-8") if docgen.REFERENCE.exists() else ""
+    recorded = docgen.recorded_typer_version(actual)
+    if recorded is not None and recorded != docgen.typer_version():
+        pytest.skip(f"docs/cli.md was made with typer {recorded}; this is typer {docgen.typer_version()}, whose help "
+                    "layout differs (the lowest-versions run)")
     if actual != expected:
         pytest.fail(f"{docgen.REFERENCE} does not match the commands' --help; regenerate it with: "
                     f"{docgen.REGENERATE}")

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from cbir.core.colour import bin_index, binned_colours, distinct_colours, group_colours, lab_to_srgb, srgb_to_lab
+from cbir.core.colour import (
+    bin_index,
+    binned_colours,
+    distinct_colours,
+    group_colours,
+    lab_to_srgb,
+    srgb_to_lab,
+)
 
 
 def naive_lab(rgb):

@@ -2,11 +2,17 @@ import json
 
 import numpy as np
 import pytest
+from helpers import write_photos
 
 from cbir import Index
+from cbir.core.colour_query import (
+    ColourError,
+    parse_colour,
+    parse_target,
+    rest_share,
+    target_histogram,
+)
 from cbir.imageio import write_image
-from cbir.core.colour_query import ColourError, parse_colour, parse_target, rest_share, target_histogram
-from helpers import write_photos
 
 
 @pytest.mark.parametrize("text, rgb", [

@@ -5,8 +5,16 @@ import cv2
 import numpy as np
 import pytest
 
-from cbir.imageio import MAX_PIXELS, decode_image, encode_image, header_size, read_image, reduction_for, write_image
 from cbir.errors import DecodeError, WriteError
+from cbir.imageio import (
+    MAX_PIXELS,
+    decode_image,
+    encode_image,
+    header_size,
+    read_image,
+    reduction_for,
+    write_image,
+)
 
 
 def png_bytes(array):

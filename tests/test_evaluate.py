@@ -3,13 +3,18 @@ import json
 
 import numpy as np
 import pytest
+from helpers import WANG, require
 
 from cbir import EvaluationError, Index
 from cbir.core.backends import DISTANCES
-from cbir.core.metrics import average_precision, average_precisions, precision_at, ranking_metrics
+from cbir.core.metrics import (
+    average_precision,
+    average_precisions,
+    precision_at,
+    ranking_metrics,
+)
 from cbir.experiments.evaluate import read_labels, run_experiment
 from cbir.imageio import write_image
-from helpers import WANG, require
 
 
 # --- metrics against hand-worked rankings ------------------------------------------------------------------

@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from cbir import BusyError, Index
-from cbir.index.check import check_database
 from cbir.imageio import write_image
+from cbir.index.check import check_database
+
+pytestmark = pytest.mark.slow  # every test here runs real cbir processes
 
 N_IMAGES = 240
 BATCH = 8

@@ -132,6 +132,7 @@ def reference_histogram(image, lut, n_colors, layout):
 @pytest.mark.parametrize("n_colors", [3, 128, 300])
 def test_histogram_is_bit_identical_to_float64_shares_of_the_reference_counts(layout, n_colors):
     from helpers import WANG
+
     from cbir.imageio import read_image
 
     lut, images = random_lut_and_images(n_colors, (61, 83), (97, 131), [2, 1, 0.5])

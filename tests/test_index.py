@@ -2,14 +2,13 @@ import json
 import os
 import sqlite3
 
-import numpy as np
 import pytest
+from helpers import make_photo, rows, write_photos
 
 from cbir import DatabaseError, Index
-from cbir.imageio import write_image
 from cbir.core.histogram import n_blocks
+from cbir.imageio import write_image
 from cbir.settings import Settings
-from helpers import make_photo, rows, write_photos
 
 
 @pytest.fixture

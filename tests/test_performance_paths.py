@@ -8,10 +8,12 @@ import subprocess
 import sys
 import textwrap
 
+import cv2
 import numpy as np
 import pytest
+from helpers import KODAK, WANG, make_photo
+from helpers.corpus import cmyk_jpeg, encoded, exif_jpeg
 
-import cv2
 import cbir.imageio as decode
 import cbir.index.api
 import cbir.index.run as indexer
@@ -20,8 +22,6 @@ from cbir.core.backends import NaiveQuadraticFormSearch, QuadraticFormSearch, _s
 from cbir.core.qfd import similarity_matrix
 from cbir.imageio import decode_image, write_image
 from cbir.store import Store
-from helpers import KODAK, WANG, make_photo
-from helpers.corpus import cmyk_jpeg, encoded, exif_jpeg
 
 
 def jpeg_variants():
@@ -89,6 +89,7 @@ def dump(db):
             ("failures", "path, reason, size, mtime_ns"), ("codebook", "id, c0, c1, c2, hex, share"))}
 
 
+@pytest.mark.slow
 def test_parallel_index_writes_the_same_database(many_photos, tmp_path, monkeypatch, cli):
     monkeypatch.setattr(cbir.index.api, "DEFAULT_TUNING", Tuning(parallel_min_files=0))  # the command has no option
     results = []
@@ -102,6 +103,7 @@ def test_parallel_index_writes_the_same_database(many_photos, tmp_path, monkeypa
     assert results[1] == results[0] and results[2] == results[0]
 
 
+@pytest.mark.slow
 def test_parallel_index_is_incremental_like_one_process(many_photos, tmp_path):
     tuning = Tuning(parallel_min_files=0)
     with Store.open(tmp_path / "i.db", create=True) as store:
@@ -113,6 +115,7 @@ def test_parallel_index_is_incremental_like_one_process(many_photos, tmp_path):
         assert (report.added, report.updated, report.unchanged, report.failed) == (0, 1, 39, 2)
 
 
+@pytest.mark.slow
 def test_a_dying_worker_is_a_clear_error_and_keeps_finished_images(tmp_path):
     import multiprocessing
 
@@ -137,6 +140,7 @@ def test_a_dying_worker_is_a_clear_error_and_keeps_finished_images(tmp_path):
         assert store.counts()["images"] >= 4
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups")
 def test_ctrl_c_with_workers_keeps_finished_batches_without_traceback(many_photos, tmp_path):
     db = tmp_path / "i.db"
@@ -298,6 +302,7 @@ def test_new_paths_write_the_same_rows_as_replacing_writes(tmp_path):
     assert [row[1:5] for row in dumps[0]["images"]] == [("b.jpg", 1, 2, "s2"), ("a.jpg", 7, 8, "s3")]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups")
 def test_ctrl_c_while_the_fork_server_boots_prints_no_traceback():
     script = textwrap.dedent("""
@@ -316,6 +321,7 @@ def test_ctrl_c_while_the_fork_server_boots_prints_no_traceback():
     assert done.stdout.strip() == "3" and "Traceback" not in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_a_worker_process_imports_neither_sqlite_nor_the_search():
     """Workers import cbir.index.run: the package's lazy names keep SQLite and the search out of their start-up."""
     code = ("import sys, cbir.index.run, cbir; "

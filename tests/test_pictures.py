@@ -3,11 +3,11 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-
-from cbir.imageio import read_image, write_image
-from cbir.core.histogram import whole_picture_shares
-from cbir.viz.page import Picture, Section, makeup_bar, results_page
 from helpers import make_photo, write_photos
+
+from cbir.core.histogram import whole_picture_shares
+from cbir.imageio import read_image, write_image
+from cbir.viz.page import Picture, Section, makeup_bar, results_page
 
 AWKWARD = "a<b>&\"c' <script>alert(1)</script>.png".replace("/", "_")
 

@@ -1,9 +1,19 @@
 import numpy as np
 import pytest
 
-from cbir.core.qfd import factor, nearest_psd, quadratic_form_distances, similarity_matrix
-from cbir.core.backends import (ChiSquaredSearch, IntersectionSearch, L1Search, NaiveQuadraticFormSearch,
-                         QuadraticFormSearch)
+from cbir.core.backends import (
+    ChiSquaredSearch,
+    IntersectionSearch,
+    L1Search,
+    NaiveQuadraticFormSearch,
+    QuadraticFormSearch,
+)
+from cbir.core.qfd import (
+    factor,
+    nearest_psd,
+    quadratic_form_distances,
+    similarity_matrix,
+)
 
 
 def random_lab(k, seed):

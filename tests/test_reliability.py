@@ -10,14 +10,14 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import rows, write_photos
+from helpers.corpus import EXPECTED, HAS_GIF, IGNORED, make_corpus, photo
 
 from cbir import DatabaseError, DecodeError, Index
 from cbir import imageio as decode
-from cbir.index.check import check_database
 from cbir.core.histogram import n_blocks
 from cbir.imageio import read_image, write_image
-from helpers import rows, write_photos
-from helpers.corpus import EXPECTED, HAS_GIF, IGNORED, make_corpus, photo
+from cbir.index.check import check_database
 
 GOOD = sorted(name for name, (outcome, _) in EXPECTED.items() if outcome == "indexed")
 BAD = sorted(name for name, (outcome, _) in EXPECTED.items() if outcome == "failed")
@@ -41,6 +41,7 @@ def corpus(tmp_path_factory):
     return {"folder": folder, "db": db, "expect": expect, "run": run}
 
 
+@pytest.mark.slow
 def test_run_exits_3_and_reports_every_bad_file_once_on_one_line(corpus):
     run = corpus["run"]
     assert run.returncode == 3, run.stderr  # documented: finished, some files could not be indexed
@@ -54,6 +55,7 @@ def test_run_exits_3_and_reports_every_bad_file_once_on_one_line(corpus):
     assert run.stdout.strip() == f"added {len(GOOD)}, updated 0, unchanged 0, removed 0, failed {len(BAD)}"
 
 
+@pytest.mark.slow
 def test_every_good_file_is_indexed_and_nothing_else(corpus):
     indexed = {path.removeprefix("photos/") for (path,) in rows(corpus["db"], "SELECT path FROM images")}
     assert indexed == set(GOOD)
@@ -61,6 +63,7 @@ def test_every_good_file_is_indexed_and_nothing_else(corpus):
     assert not indexed & set(IGNORED)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BAD)
 def test_bad_file_is_recorded_with_its_reason(corpus, name):
     failures = dict(rows(corpus["db"], "SELECT path, reason FROM failures"))
@@ -68,6 +71,7 @@ def test_bad_file_is_recorded_with_its_reason(corpus, name):
     assert EXPECTED[name][1] in failures[f"photos/{name}"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in BAD if not n.startswith("not-utf8-")] + ["folder.jpg"])
 def test_bad_query_image_is_a_clear_one_line_error(cli, corpus, name):
     code, out, err = cli("query", corpus["folder"] / disk_name(name), "--db", corpus["db"])
@@ -76,6 +80,7 @@ def test_bad_query_image_is_a_clear_one_line_error(cli, corpus, name):
     assert EXPECTED.get(name, (None, "is a directory"))[1] in err  # the reason an index run gives
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", GOOD)
 def test_good_file_as_query_finds_itself_at_distance_zero(cli, corpus, name):
     code, out, err = cli("query", corpus["folder"] / name, "--db", corpus["db"], "--json", "-n", 0)
@@ -85,6 +90,7 @@ def test_good_file_as_query_finds_itself_at_distance_zero(cli, corpus, name):
     assert any(r["path"].endswith(name) and r["distance"] == 0.0 for r in results)
 
 
+@pytest.mark.slow
 def test_decoded_odd_images_are_what_a_viewer_shows(corpus):
     folder, expect = corpus["folder"], corpus["expect"]
     for name in ("gray.png", "deep16.png", "rgba.png", "multipage.tiff"):
@@ -98,6 +104,7 @@ def test_decoded_odd_images_are_what_a_viewer_shows(corpus):
     assert read_image(folder / "tiny-1x1.png").shape == (1, 1, 3)
 
 
+@pytest.mark.slow
 def test_twins_have_identical_histograms(corpus):
     with Index.open(corpus["db"]) as index:
         for a, b in [("deep16.png", "deep16-twin8.png")]:
@@ -111,6 +118,7 @@ def test_twins_have_identical_histograms(corpus):
                                       index.query_vector(str(corpus["folder"] / "rgba.png")))
 
 
+@pytest.mark.slow
 def test_second_run_changes_nothing_and_reports_the_same_failures(cli, corpus):
     db = corpus["db"].parent / "copy.db"  # beside the original: stored paths are relative to the database
     with sqlite3.connect(corpus["db"]) as source, sqlite3.connect(db) as target:
@@ -124,6 +132,7 @@ def test_second_run_changes_nothing_and_reports_the_same_failures(cli, corpus):
     assert rows(db, "SELECT count(*) FROM images")[0][0] == len(GOOD)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bomb", ["bomb.png", "bomb.jpg", "bomb.tiff", "bomb.webp"])
 def test_bombs_are_refused_before_the_decoder_allocates_anything(corpus, monkeypatch, bomb):
     def no_decoding(*args):
@@ -311,6 +320,7 @@ def test_sqlite_errors_become_database_errors(small_db):
             index.codebook_colours()
 
 
+@pytest.mark.slow
 def test_html_results_page_escapes_hostile_file_names(cli, corpus, tmp_path):
     page = tmp_path / "results.html"
     query = corpus["folder"] / "<script>alert(1)<script> &amp;.png"

@@ -16,8 +16,8 @@ from .evaluate import evaluate_command
 from .index import index_command
 from .info import info_command
 from .output import stdout
-from .query import query_command
 from .quantize import quantize_command
+from .query import query_command
 
 app = typer.Typer(
     help="Content-based image retrieval by k-means colour histograms and the QBIC quadratic-form distance.",

@@ -1,11 +1,13 @@
 """Write the CLI reference ``docs/cli.md`` from the commands' ``--help``: ``python -m cbir.cli.docgen``.
 
 ``python -m cbir.cli.docgen --check`` exits with 1 when the file on disk differs (tests/test_cli_reference.py runs the
-same comparison). The help is rendered at a fixed width, so the file does not depend on the terminal.
+same comparison). The help is rendered at a fixed width, so the file does not depend on the terminal; its layout
+does depend on typer's version, which the file records.
 """
 
 import contextlib
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -32,10 +34,24 @@ def commands():
     return [command.name or command.callback.__name__ for command in app.registered_commands]
 
 
+def typer_version():
+    """The version of typer that renders the help (it shapes the layout)."""
+    from importlib.metadata import version
+
+    return version("typer")
+
+
+def recorded_typer_version(text):
+    """The typer version a reference text says it was generated with, or None."""
+    match = re.search(r"with typer ([0-9][^ ;]*);", text)
+    return match.group(1) if match else None
+
+
 def reference():
     """The Markdown text of the CLI reference: str."""
     parts = ["# CLI reference\n",
-             f"Generated from `cbir --help` and `cbir COMMAND --help` by `{REGENERATE}`; do not edit by hand.\n",
+             f"Generated from `cbir --help` and `cbir COMMAND --help` by `{REGENERATE}` with typer {typer_version()}; "
+             "do not edit by hand.\n",
              "Every command prints `Error: ...` on stderr and exits with 1 when its input is unusable; usage errors "
              "exit with 2. `--json` prints JSON on stdout and nothing else.\n",
              "## cbir\n", "```text\n" + help_text() + "```\n"]

@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from .options import DbOption, JsonOption, KernelOption, PowerOption, QuietOption, SigmaOption
-from .output import (EXIT_FAILED_FILES, EXIT_INTERRUPTED, one_line, print_json, reports_errors, show_path, stderr,
-                     stdout)
+from .output import EXIT_FAILED_FILES, EXIT_INTERRUPTED, one_line, print_json, reports_errors, show_path, stderr, stdout
 from .progress import ProgressBar
 
 
@@ -41,11 +40,11 @@ def index_command(
     not be indexed (listed on stderr and kept in the database's failures table); 130 interrupted (finished
     batches are kept; run again to complete).
     """
-    from ..index.workers import default_workers, start_server
+    from ..index import default_workers, start_server
 
     workers = workers or default_workers()
     if workers > 1:
-        start_server()  # before this process imports numpy and OpenCV: the server boots meanwhile, on another core
+        start_server()  # before this process imports the index and learns the codebook: it boots meanwhile
     from ..index import Index
 
     overrides = dict(colors=colors, layout=layout, space=space, min_side=min_side, sample=sample, kernel=kernel,

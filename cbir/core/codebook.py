@@ -4,6 +4,8 @@ The colours of a sample of images are pooled as counts over 6-bit colour bins (2
 images), then one weighted k-means over the occupied bins (coarse to fine, as for a single image) gives K colours.
 """
 
+from __future__ import annotations
+
 import numpy as np
 
 from .colour import bin_centres, bin_index, from_space
@@ -12,12 +14,12 @@ from .quantize import kmeans_palette
 POOL_BITS = 6
 
 
-def empty_pool():
+def empty_pool() -> np.ndarray:
     """Pixel counts per colour bin, to be filled by :func:`pool_colours`: ``(2**18,) int64`` zeros."""
     return np.zeros(1 << (3 * POOL_BITS), np.int64)
 
 
-def pool_colours(pool, image):
+def pool_colours(pool: np.ndarray, image: np.ndarray) -> None:
     """Add the pixels of ``image (H, W, 3) uint8`` to ``pool`` in place, each image weighing the same.
 
     Every image contributes 65536 counts in all (its shares scaled), so large photos do not outweigh small ones.
@@ -26,7 +28,8 @@ def pool_colours(pool, image):
     pool += np.rint(counts * (65536 / max(counts.sum(), 1))).astype(np.int64)
 
 
-def learn_codebook(pool, k, *, space="lab", seed=0):
+def learn_codebook(pool: np.ndarray, k: int, *, space: str = "lab", seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """k colours that best represent the pooled colours.
 
     Parameters
@@ -41,6 +44,16 @@ def learn_codebook(pool, k, *, space="lab", seed=0):
     colours : (k', 3) float32, in the working space, ordered by share, largest first
     rgb : (k', 3) uint8, sRGB
     shares : (k',) float64, share of the pooled pixels nearest each colour
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pool = empty_pool()
+    >>> image = np.zeros((8, 8, 3), np.uint8); image[:, :2] = (255, 255, 0)
+    >>> pool_colours(pool, image)
+    >>> colours, rgb, shares = learn_codebook(pool, 2)
+    >>> rgb.tolist(), shares.tolist()  # largest share first; colours are the centres of 6-bit colour bins
+    ([[2, 2, 2], [254, 254, 2]], [0.75, 0.25])
     """
     occupied = np.flatnonzero(pool)
     if len(occupied) == 0:

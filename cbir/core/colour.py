@@ -3,7 +3,10 @@
 CIELAB here is CIE 1976 L*a*b* under D65 from sRGB (IEC 61966-2-1), computed in float64 and returned as float32.
 """
 
+from __future__ import annotations
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 SPACES = ("lab", "rgb")
 
@@ -36,7 +39,7 @@ def _linearise(rgb):
     return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
-def srgb_to_lab(rgb):
+def srgb_to_lab(rgb: ArrayLike) -> np.ndarray:
     """Convert sRGB colours to CIELAB.
 
     Parameters
@@ -46,6 +49,12 @@ def srgb_to_lab(rgb):
     Returns
     -------
     lab : (..., 3) float32, L* in 0..100
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> np.round(srgb_to_lab([[255, 255, 255], [255, 0, 0]]).astype(float), 2).tolist()
+    [[100.0, 0.0, 0.0], [53.24, 80.09, 67.2]]
     """
     rgb = _check_colours(rgb)
     xyz = _linearise(rgb) @ _RGB_TO_XYZ_NORMALISED
@@ -60,7 +69,7 @@ def srgb_to_lab(rgb):
     return lab
 
 
-def lab_to_srgb(lab):
+def lab_to_srgb(lab: ArrayLike) -> np.ndarray:
     """Convert CIELAB colours to sRGB, clipped to the gamut and rounded.
 
     Parameters
@@ -80,7 +89,7 @@ def lab_to_srgb(lab):
     return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
 
 
-def to_space(rgb, space):
+def to_space(rgb: ArrayLike, space: str) -> np.ndarray:
     """sRGB colours -> working space. ``rgb : (..., 3)``; returns ``(..., 3) float32``."""
     if space == "lab":
         return srgb_to_lab(rgb)
@@ -89,7 +98,7 @@ def to_space(rgb, space):
     raise ValueError(f"unknown colour space {space!r}; choose one of {', '.join(SPACES)}")
 
 
-def from_space(colours, space):
+def from_space(colours: ArrayLike, space: str) -> np.ndarray:
     """Working-space colours -> sRGB ``(..., 3) uint8``."""
     if space == "lab":
         return lab_to_srgb(colours)
@@ -98,7 +107,7 @@ def from_space(colours, space):
     raise ValueError(f"unknown colour space {space!r}; choose one of {', '.join(SPACES)}")
 
 
-def bin_index(rgb, bits):
+def bin_index(rgb: np.ndarray, bits: int) -> np.ndarray:
     """Index of each pixel's colour bin, keeping the top ``bits`` bits of each channel.
 
     Parameters
@@ -122,14 +131,14 @@ def bin_index(rgb, bits):
     return (r << (2 * bits)) | (g << bits) | b
 
 
-def bin_centres(bits):
+def bin_centres(bits: int) -> np.ndarray:
     """sRGB centre of every colour bin: ``(2**(3*bits), 3) float32``, in the order of :func:`bin_index`."""
     levels = (np.arange(2**bits, dtype=np.float32) + 0.5) * 2 ** (8 - bits)
     r, g, b = np.meshgrid(levels, levels, levels, indexing="ij")
     return np.stack([r.ravel(), g.ravel(), b.ravel()], axis=1)
 
 
-def distinct_colours(rgb):
+def distinct_colours(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct colours of an image, how often each occurs, and which one each pixel is.
 
     A lossless summary of the pixel colours (k-means over it weighted by the counts is k-means over every pixel),
@@ -162,7 +171,7 @@ def distinct_colours(rgb):
     return colours, fine_counts[present], index[fine]
 
 
-def group_colours(colours, counts, bits):
+def group_colours(colours: ArrayLike, counts: ArrayLike, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Merge weighted colours into colour bins: mean colour and total count of each occupied bin.
 
     The mean colour of a bin (not its centre) makes weighted k-means over the bins minimise the same squared
@@ -189,7 +198,7 @@ def group_colours(colours, counts, bits):
     return (sums / mass[occupied, None]).astype(np.float32), mass[occupied]
 
 
-def binned_colours(rgb, bits=5):
+def binned_colours(rgb: np.ndarray, bits: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Mean colour ``(M, 3) float32`` and pixel count ``(M,) float64`` of each occupied colour bin of an image."""
     colours, counts, _ = distinct_colours(rgb)
     return group_colours(colours, counts, bits)

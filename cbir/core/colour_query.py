@@ -20,10 +20,14 @@ the kernel as well would count that similarity twice and blur the query.
 For layouts with several blocks, the same histogram is used for every block (the colours anywhere in the picture).
 """
 
+from __future__ import annotations
+
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import ColourError, Remedy
 from .colour import bin_index, lab_to_srgb, srgb_to_lab
@@ -64,11 +68,11 @@ class TargetColour:
     share: float
 
     @property
-    def hex(self):
+    def hex(self) -> str:
         return "#%02x%02x%02x" % tuple(int(v) for v in self.rgb)
 
 
-def parse_colour(text):
+def parse_colour(text: str) -> np.ndarray:
     """Parse one colour.
 
     Parameters
@@ -83,6 +87,13 @@ def parse_colour(text):
     ------
     ColourError
         the text is not a colour, with the forms that are accepted
+
+    Examples
+    --------
+    >>> parse_colour("dodgerblue").tolist(), parse_colour("#19f").tolist(), parse_colour("rgb(1, 2, 3)").tolist()
+    ([30, 144, 255], [17, 153, 255], [1, 2, 3])
+    >>> parse_colour("lab(50, 0, 0)").tolist()
+    [119, 119, 119]
     """
     value = text.strip().lower().replace(" ", "")
     value = CSS_COLOURS.get(value, value)
@@ -106,7 +117,7 @@ def parse_colour(text):
     raise ColourError(f"{text!r} is not a colour; {_HOW}")
 
 
-def parse_target(specs):
+def parse_target(specs: Sequence[str]) -> list[TargetColour]:
     """Parse ``COLOUR[:PERCENT]`` items into target colours whose shares follow the module's rules.
 
     Parameters
@@ -121,6 +132,13 @@ def parse_target(specs):
     ------
     ColourError
         no colours, an unreadable colour or share, or shares adding up to more than 100
+
+    Examples
+    --------
+    >>> [(c.hex, c.share) for c in parse_target(["#1e90ff:40", "white:20"])]
+    [('#1e90ff', 0.4), ('#ffffff', 0.2)]
+    >>> [(c.hex, c.share) for c in parse_target(["#1e90ff:40", "white"])]  # white takes what is left
+    [('#1e90ff', 0.4), ('#ffffff', 0.6)]
     """
     if not specs:
         raise ColourError(f"give at least one colour; {_HOW}", remedy=Remedy.GIVE_COLOUR)
@@ -151,19 +169,20 @@ def parse_target(specs):
             for spec, rgb, share in parsed]
 
 
-def rest_share(colours):
+def rest_share(colours: Sequence[TargetColour]) -> float:
     """Share of the picture left as "any colour": ``1 - sum of the target shares``, never below 0."""
     return max(0.0, 1.0 - sum(c.share for c in colours))
 
 
-def describe(colours):
+def describe(colours: Sequence[TargetColour]) -> str:
     """A target as text, e.g. ``"#1e90ff 40%, white 20%, any colour 40%"``: str."""
     parts = [f"{c.spec.rpartition(':')[0] or c.spec} {100 * c.share:g}%" for c in colours]
     rest = rest_share(colours)
     return ", ".join(parts + ([f"any colour {100 * rest:g}%"] if rest > 1e-9 else []))
 
 
-def target_histogram(rgb, shares, lut, background, n_blocks=1, bits=LUT_BITS):
+def target_histogram(rgb: ArrayLike, shares: ArrayLike, lut: np.ndarray, background: ArrayLike, n_blocks: int = 1,
+                     bits: int = LUT_BITS) -> np.ndarray:
     """The histogram of a colour target over a codebook.
 
     Parameters

@@ -10,12 +10,15 @@ formulation, with identical counts (tests/test_features.py checks both on every 
 stays as the reference and as the fallback for what the fast path does not cover.
 """
 
+from __future__ import annotations
+
 import functools
 import sys
 import weakref
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .colour import bin_centres, bin_index, to_space
 from .kmeans import nearest_centre
@@ -24,7 +27,7 @@ LAYOUTS = ("global", "2x2", "3x3", "center", "global+2x2", "global+3x3", "global
 LUT_BITS = 6
 
 
-def lookup_table(codebook, space="lab", bits=LUT_BITS):
+def lookup_table(codebook: ArrayLike, space: str = "lab", bits: int = LUT_BITS) -> np.ndarray:
     """Nearest codebook colour of the centre of every colour bin.
 
     Parameters
@@ -44,7 +47,7 @@ def lookup_table(codebook, space="lab", bits=LUT_BITS):
 
 
 @functools.lru_cache(maxsize=8)
-def region_map(height, width, layout):
+def region_map(height: int, width: int, layout: str) -> tuple[np.ndarray, int]:
     """Region of every pixel for a layout (without its "global+" block). Cached per (height, width, layout).
 
     Returns
@@ -78,12 +81,12 @@ def _region_map(height, width, layout):
     raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
 
 
-def n_blocks(layout):
+def n_blocks(layout: str) -> int:
     """Number of histograms (blocks) a layout gives per image."""
     return region_map(1, 1, layout)[1] + layout.startswith("global+")
 
 
-def block_weights(layout):
+def block_weights(layout: str) -> np.ndarray:
     """Weight of each block's distance in the total: ``(B,) float64``.
 
     Plain layouts weigh every block 1. A "global+" layout weighs the whole-image block 1 and each of its n regions
@@ -96,7 +99,7 @@ def block_weights(layout):
     return np.ones(regions)
 
 
-def whole_picture_shares(vectors, n_colors, layout):
+def whole_picture_shares(vectors: ArrayLike, n_colors: int, layout: str) -> np.ndarray:
     """Whole-picture colour shares of histograms (the colour make-up of each picture).
 
     Parameters
@@ -117,7 +120,8 @@ def whole_picture_shares(vectors, n_colors, layout):
     return per_block[:, 0] if layout.startswith("global+") else per_block.mean(axis=1)
 
 
-def histogram(image, lut, n_colors, layout="global", bits=LUT_BITS):
+def histogram(image: np.ndarray, lut: np.ndarray, n_colors: int, layout: str = "global", bits: int = LUT_BITS
+              ) -> np.ndarray:
     """Colour histogram of an image over a codebook, one block per region.
 
     Parameters
@@ -131,6 +135,17 @@ def histogram(image, lut, n_colors, layout="global", bits=LUT_BITS):
     Returns
     -------
     hist : (B * K,) float32, B = :func:`n_blocks`; each block holds shares that sum to 1
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cbir.core.colour import srgb_to_lab
+    >>> lut = lookup_table(srgb_to_lab([[0, 0, 0], [255, 255, 255]]))  # a codebook of black and white
+    >>> image = np.zeros((4, 4, 3), np.uint8); image[0] = 250  # the top row nearly white
+    >>> histogram(image, lut, 2).tolist()
+    [0.75, 0.25]
+    >>> histogram(image, lut, 2, "global+2x2").reshape(5, 2).tolist()  # whole picture, then each quarter
+    [[0.75, 0.25], [0.5, 0.5], [0.5, 0.5], [1.0, 0.0], [1.0, 0.0]]
     """
     counts = _counts(image, lut, n_colors, layout, bits, "auto")
     # Shares are divided in float32 when the counts are exact float32 integers (the OpenCV path, under 2**24
@@ -146,7 +161,8 @@ def histogram(image, lut, n_colors, layout="global", bits=LUT_BITS):
     return blocks.astype(np.float32, copy=False).ravel()
 
 
-def region_counts(image, lut, n_colors, layout="global", bits=LUT_BITS, method="auto"):
+def region_counts(image: np.ndarray, lut: np.ndarray, n_colors: int, layout: str = "global", bits: int = LUT_BITS,
+                  method: str = "auto") -> np.ndarray:
     """Pixels of each codebook colour in each region: ``(n_regions, K) int64``.
 
     ``method``: "numpy" (the reference: bin index, LUT gather, bincount), "opencv" (the same counts through OpenCV

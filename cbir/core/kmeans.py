@@ -4,10 +4,13 @@ Running k-means over a few thousand weighted colour bins instead of every pixel 
 core far faster than ``cv2.kmeans`` over all pixels (docs/benchmarks.md).
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -21,7 +24,7 @@ class KMeansResult:
     iterations: int
 
 
-def squared_distances(points, centres):
+def squared_distances(points: ArrayLike, centres: ArrayLike) -> np.ndarray:
     """Squared Euclidean distances.
 
     Parameters
@@ -39,7 +42,8 @@ def squared_distances(points, centres):
     return np.maximum(d2, 0, out=d2)
 
 
-def nearest_centre(points, centres, chunk=1 << 18, return_distance=False):
+def nearest_centre(points: ArrayLike, centres: ArrayLike, chunk: int = 1 << 18, return_distance: bool = False
+                   ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Index of the nearest centre for every point, in chunks to bound memory.
 
     Parameters
@@ -66,7 +70,8 @@ def nearest_centre(points, centres, chunk=1 << 18, return_distance=False):
     return (labels, d2) if return_distance else labels
 
 
-def kmeans_plusplus(points, weights, k, rng, n_local_trials=None):
+def kmeans_plusplus(points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator,
+                    n_local_trials: int | None = None) -> np.ndarray:
     """Greedy weighted k-means++ seeding (Arthur & Vassilvitskii 2007, with the greedy local trials of
     scikit-learn): each new centre is the best of several candidates drawn with probability ~ weight * D^2.
 
@@ -99,7 +104,8 @@ def kmeans_plusplus(points, weights, k, rng, n_local_trials=None):
     return np.asarray(chosen)
 
 
-def weighted_kmeans(points, weights, k, *, seed=0, n_init=1, init=None, max_iter=100, tol=1e-4):
+def weighted_kmeans(points: ArrayLike, weights: ArrayLike, k: int, *, seed: int = 0, n_init: int = 1,
+                    init: ArrayLike | None = None, max_iter: int = 100, tol: float = 1e-4) -> KMeansResult:
     """Weighted k-means: minimise sum_i w_i ||x_i - c(i)||^2 by Lloyd iterations.
 
     Parameters
@@ -117,6 +123,12 @@ def weighted_kmeans(points, weights, k, *, seed=0, n_init=1, init=None, max_iter
     -------
     KMeansResult with ``centres : (k', D) float32``, k' <= min(k, distinct points); clusters that end up empty
     are dropped
+
+    Examples
+    --------
+    >>> result = weighted_kmeans([[0.0], [1.0], [10.0], [11.0]], [1, 1, 1, 3], 2)
+    >>> sorted(result.centres.ravel().tolist()), result.inertia
+    ([0.5, 10.75], 1.25)
     """
     points = np.asarray(points, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)

@@ -7,7 +7,10 @@ among the first k.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 PRECISION_AT = (10, 20)
 
@@ -21,7 +24,7 @@ def _relevance(relevant):
     return relevant
 
 
-def average_precision(relevant, n_relevant=None):
+def average_precision(relevant: ArrayLike, n_relevant: int | None = None) -> float:
     """Average precision of one ranking.
 
     Parameters
@@ -35,12 +38,19 @@ def average_precision(relevant, n_relevant=None):
     Returns
     -------
     ap : float, mean over the relevant items of the precision at each one's rank; 0.0 when there is none.
+
+    Examples
+    --------
+    >>> average_precision([True, False, True])  # precisions 1/1 and 2/3 at the two relevant ranks
+    0.8333333333333333
+    >>> average_precision([True, False, False], n_relevant=2)  # one relevant item never retrieved
+    0.5
     """
     return float(average_precisions(np.atleast_2d(_relevance(relevant)),
                                     None if n_relevant is None else [n_relevant])[0])
 
 
-def average_precisions(relevant, n_relevant=None):
+def average_precisions(relevant: ArrayLike, n_relevant: ArrayLike | None = None) -> np.ndarray:
     """Average precision of each of several rankings of equal length.
 
     Parameters
@@ -69,7 +79,7 @@ def average_precisions(relevant, n_relevant=None):
     return np.divide(precision_at_hits, n_relevant, out=np.zeros(len(found)), where=n_relevant > 0)
 
 
-def precision_at(relevant, k):
+def precision_at(relevant: ArrayLike, k: int) -> float | np.ndarray:
     """Precision at rank k of each ranking.
 
     Parameters
@@ -88,7 +98,8 @@ def precision_at(relevant, k):
     return float(result) if relevant.ndim == 1 else result.astype(np.float64)
 
 
-def ranking_metrics(rankings, labels, query_rows, ks=PRECISION_AT):
+def ranking_metrics(rankings: ArrayLike, labels: ArrayLike, query_rows: ArrayLike, ks: Sequence[int] = PRECISION_AT
+                    ) -> dict[str, np.ndarray]:
     """AP and P@k of full rankings against labels.
 
     Parameters

@@ -5,12 +5,15 @@ semi-definite by clipping negative eigenvalues, so that ``A = L L^T`` and ``d^2 
 N histograms is then one matrix-vector product over vectors transformed once at load time.
 """
 
+from __future__ import annotations
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 KERNELS = ("qbic", "gaussian")
 
 
-def colour_distances(colours):
+def colour_distances(colours: ArrayLike) -> np.ndarray:
     """Pairwise Euclidean distances of ``(K, 3)`` colours: ``(K, K) float64``."""
     colours = np.asarray(colours, dtype=np.float64)
     if colours.ndim != 2 or colours.shape[1] != 3 or len(colours) == 0:
@@ -18,7 +21,7 @@ def colour_distances(colours):
     return np.sqrt(np.maximum(((colours[:, None, :] - colours[None, :, :]) ** 2).sum(-1), 0))
 
 
-def similarity_matrix(colours, kernel="qbic", sigma=1.0):
+def similarity_matrix(colours: ArrayLike, kernel: str = "qbic", sigma: float = 1.0) -> np.ndarray:
     """Colour similarity matrix A of the quadratic-form distance, made positive semi-definite.
 
     Parameters
@@ -31,6 +34,15 @@ def similarity_matrix(colours, kernel="qbic", sigma=1.0):
     Returns
     -------
     A : (K, K) float64, symmetric positive semi-definite, ones on the diagonal before clipping
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lab = [[0, 0, 0], [50, 0, 0], [100, 0, 0]]
+    >>> similarity_matrix(lab).tolist()  # QBIC: 1 - d / d_max
+    [[1.0, 0.5, 0.0], [0.5, 1.0, 0.5], [0.0, 0.5, 1.0]]
+    >>> float(np.round(similarity_matrix(lab, "gaussian", 4.0)[0, 1], 4))  # exp(-4 * 0.5^2)
+    0.3679
     """
     d = colour_distances(colours)
     d_max = d.max() or 1.0
@@ -45,7 +57,7 @@ def similarity_matrix(colours, kernel="qbic", sigma=1.0):
     return nearest_psd(a)
 
 
-def nearest_psd(a):
+def nearest_psd(a: ArrayLike) -> np.ndarray:
     """Symmetric ``(K, K)`` matrix with negative eigenvalues clipped to zero (nearest PSD in Frobenius norm)."""
     a = (np.asarray(a, dtype=np.float64) + np.asarray(a, dtype=np.float64).T) / 2
     values, vectors = np.linalg.eigh(a)
@@ -54,13 +66,13 @@ def nearest_psd(a):
     return (vectors * np.maximum(values, 0)) @ vectors.T
 
 
-def factor(a):
+def factor(a: ArrayLike) -> np.ndarray:
     """A factor L with ``A = L L^T`` for a symmetric PSD ``A``: ``(K, K) float64`` (eigendecomposition)."""
     values, vectors = np.linalg.eigh(np.asarray(a, dtype=np.float64))
     return vectors * np.sqrt(np.maximum(values, 0))
 
 
-def quadratic_form_distances(x, y, a):
+def quadratic_form_distances(x: ArrayLike, y: ArrayLike, a: ArrayLike) -> np.ndarray:
     """Naive d^2 = (x - y)^T A (x - y) for every row of ``x`` against one ``y``, in float64.
 
     Parameters

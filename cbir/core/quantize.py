@@ -5,13 +5,17 @@ coarse to fine (k-means++ restarts on 4-bit colour bins, Lloyd steps on 5-bit bi
 in the working space; every pixel gets its exact nearest palette colour through its distinct colour.
 """
 
+from __future__ import annotations
+
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .colour import distinct_colours, from_space, group_colours, srgb_to_lab, to_space
-from .kmeans import weighted_kmeans
+from .kmeans import KMeansResult, weighted_kmeans
 
 RESTART_BUDGET = 50  # k-means++ restarts on the coarse bins: about this many centres seeded in all (see restarts)
 COARSE_BITS = 4  # bits per channel of the coarse bins: at most 4096, a few hundred occupied in a photo
@@ -40,7 +44,7 @@ class Quantization:
     space: str
 
 
-def check_image(image):
+def check_image(image: ArrayLike) -> np.ndarray:
     """Validate a decoded image: ``(H, W, 3) uint8`` sRGB with at least one pixel."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
@@ -51,7 +55,8 @@ def check_image(image):
     return image
 
 
-def quantize(image, k, *, space="lab", seed=0, init=None):
+def quantize(image: np.ndarray, k: int, *, space: str = "lab", seed: int = 0, init: ArrayLike | None = None
+             ) -> Quantization:
     """Posterize an image to at most ``k`` colours by weighted k-means over its colours.
 
     Parameters
@@ -65,6 +70,16 @@ def quantize(image, k, *, space="lab", seed=0, init=None):
     Returns
     -------
     Quantization
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((2, 4, 3), np.uint8); image[:, 2:] = (255, 0, 0)
+    >>> result = quantize(image, 2)
+    >>> result.palette_rgb.tolist(), result.shares.tolist()
+    ([[255, 0, 0], [0, 0, 0]], [0.5, 0.5])
+    >>> result.labels.tolist()
+    [[1, 1, 0, 0], [1, 1, 0, 0]]
     """
     image = check_image(image)
     colours, counts, inverse = distinct_colours(image)
@@ -93,13 +108,14 @@ def quantize(image, k, *, space="lab", seed=0, init=None):
     )
 
 
-def restarts(k):
+def restarts(k: int) -> int:
     """k-means++ restarts for k colours: many for small palettes, whose few local optima differ a lot (and whose
     restarts are cheap), one for large ones, whose many optima are all close (docs/benchmarks.md)."""
     return max(1, min(10, round(RESTART_BUDGET / k)))
 
 
-def kmeans_palette(colours, counts, k, *, space="lab", seed=0, init=None):
+def kmeans_palette(colours: ArrayLike, counts: ArrayLike, k: int, *, space: str = "lab", seed: int = 0,
+                   init: ArrayLike | None = None) -> KMeansResult:
     """Weighted k-means over colours, coarse to fine: the quantization core, shared by images and codebooks.
 
     k-means++ restarts run on a few hundred coarse colour bins, where they are cheap; Lloyd steps on finer bins,
@@ -133,12 +149,12 @@ def kmeans_palette(colours, counts, k, *, space="lab", seed=0, init=None):
     return weighted_kmeans(points, counts, int(k), init=result.centres, max_iter=FINAL_ITER)
 
 
-def rgb_mse(a, b):
+def rgb_mse(a: ArrayLike, b: ArrayLike) -> float:
     """Mean squared error over all pixels and channels of two ``(H, W, 3) uint8`` images, as float."""
     return float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
 
 
-def mean_delta_e(a, b):
+def mean_delta_e(a: ArrayLike, b: ArrayLike) -> float:
     """Mean CIE76 colour difference (Euclidean distance in CIELAB) of two ``(H, W, 3) uint8`` sRGB images."""
     return float(np.linalg.norm(srgb_to_lab(a).astype(np.float64) - srgb_to_lab(b), axis=-1).mean())
 
@@ -154,7 +170,8 @@ class SweepResult:
     seconds: float
 
 
-def quantize_sweep(image, ks, *, space="lab", seed=0):
+def quantize_sweep(image: np.ndarray, ks: Sequence[int], *, space: str = "lab", seed: int = 0
+                   ) -> list[SweepResult]:
     """Quantize one image to each of several palette sizes, with the error and the time of each.
 
     Parameters

@@ -7,7 +7,9 @@ numpy and OpenCV, not SQLite and the search.
 import importlib
 
 _NAMES = {"Index": "api", "Result": "api", "Failure": "api", "IndexReport": "run", "Tuning": "tuning",
-          "CheckReport": "check", "Finding": "check"}
+          "CheckReport": "check", "Finding": "check",
+          # standard library only: a face starts the worker server with them before it imports the index
+          "default_workers": "workers", "start_server": "workers"}
 
 __all__ = sorted(_NAMES)
 

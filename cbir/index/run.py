@@ -17,7 +17,7 @@ import hashlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
@@ -220,6 +220,35 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
 
 
 def _update(store, roots, files, problems, settings, codebook, report, progress, workers, tuning):
+    todo, new_paths = _plan(store, roots, files, problems, report)
+    if not todo:
+        return
+    parallel = _parallel(workers, len(todo), tuning)
+    if parallel:
+        _start_server()  # if not started yet: it boots on another core while this one builds the lookup table
+    lut = lookup_table(codebook, settings.space)
+    jobs = [(path, entry[3] if entry else None) for path, _, _, entry in todo]
+    results = _describe_parallel(jobs, settings, lut, len(codebook), workers, tuning.worker_chunk) if parallel else \
+        _describe_here(jobs, settings, lut, len(codebook))
+    batches = _Batches(store, report, tuning.batch_size, new_paths)
+    try:
+        for done, (item, result) in enumerate(zip(todo, results), 1):
+            batches.add(item, result)
+            if progress:
+                progress(done, len(todo))
+    except KeyboardInterrupt:
+        report.interrupted = True
+    except BrokenProcessPool:
+        batches.write()
+        raise CbirError("a worker process died (out of memory, or killed); the images finished so far are kept",
+                        remedy=Remedy.ONE_WORKER) from None
+    batches.write()
+
+
+def _plan(store, roots, files, problems, report):
+    """Compare the files found with the index: forget what is gone from the indexed folders, record the files that
+    cannot even be listed, count the unchanged ones. Returns the files to read, as ``(path, stored path, stat,
+    known row or None)``, and the stored paths that have no row yet."""
     known = store.known_images()
     known_failures = store.known_failures()
     abs_roots = [os.path.abspath(r) for r in roots]
@@ -245,46 +274,42 @@ def _update(store, roots, files, problems, settings, codebook, report, progress,
         else:
             todo.append((path, stored, stat, entry))
     store.write_batch(failures=failures, removed=removed)
-    if not todo:
-        return
-    parallel = _parallel(workers, len(todo), tuning)
-    if parallel:
-        _start_server()  # if not started yet: it boots on another core while this one builds the lookup table
-    lut = lookup_table(codebook, settings.space)
     new_paths = {stored for _, stored, _, entry in todo if entry is None and stored not in known_failures}
+    return todo, new_paths
 
-    records, failures, touched = [], [], []
-    jobs = [(path, entry[3] if entry else None) for path, _, _, entry in todo]
-    results = _describe_parallel(jobs, settings, lut, len(codebook), workers, tuning.worker_chunk) if parallel else \
-        _describe_here(jobs, settings, lut, len(codebook))
-    try:
-        for done, ((path, stored, stat, entry), (sha256, described, error)) in enumerate(zip(todo, results), 1):
-            if error is not None:
-                reason = error.removeprefix(f"{path}: ")
-                failures.append((stored, reason, stat.st_size, stat.st_mtime_ns))
-                report.failures.append((path, reason))
+
+class _Batches:
+    """The results of described files, counted in the report and written ``batch_size`` at a time, one
+    transaction each (so an interrupted run keeps every finished batch)."""
+
+    def __init__(self, store, report, batch_size, new_paths):
+        self.store, self.report, self.batch_size, self.new_paths = store, report, batch_size, new_paths
+        self.records, self.failures, self.touched = [], [], []
+
+    def add(self, item, result):
+        """One file: ``item`` from :func:`_plan`, ``result`` ``(sha256, described, error message)`` from
+        :func:`_describe_job`."""
+        (path, stored, stat, entry), (sha256, described, error) = item, result
+        if error is not None:
+            reason = error.removeprefix(f"{path}: ")
+            self.failures.append((stored, reason, stat.st_size, stat.st_mtime_ns))
+            self.report.failures.append((path, reason))
+        elif described is None:  # same content, new size or time
+            self.touched.append((entry[0], stat.st_size, stat.st_mtime_ns))
+            self.report.unchanged += 1
+        else:
+            self.records.append((stored, stat.st_size, stat.st_mtime_ns, sha256, *described))
+            if entry:
+                self.report.updated += 1
             else:
-                if described is None:
-                    touched.append((entry[0], stat.st_size, stat.st_mtime_ns))
-                    report.unchanged += 1
-                else:
-                    records.append((stored, stat.st_size, stat.st_mtime_ns, sha256, *described))
-                    if entry:
-                        report.updated += 1
-                    else:
-                        report.added += 1
-            if len(records) + len(failures) + len(touched) >= tuning.batch_size:
-                store.write_batch(records, failures, touched, new_paths=new_paths)
-                records, failures, touched = [], [], []
-            if progress:
-                progress(done, len(todo))
-    except KeyboardInterrupt:
-        report.interrupted = True
-    except BrokenProcessPool:
-        store.write_batch(records, failures, touched, new_paths=new_paths)
-        raise CbirError("a worker process died (out of memory, or killed); the images finished so far are kept",
-                        remedy=Remedy.ONE_WORKER) from None
-    store.write_batch(records, failures, touched, new_paths=new_paths)
+                self.report.added += 1
+        if len(self.records) + len(self.failures) + len(self.touched) >= self.batch_size:
+            self.write()
+
+    def write(self):
+        """Write what is pending in one transaction."""
+        self.store.write_batch(self.records, self.failures, self.touched, new_paths=self.new_paths)
+        self.records, self.failures, self.touched = [], [], []
 
 
 def _parallel(workers, n_jobs, tuning):

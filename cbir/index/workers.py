@@ -1,7 +1,8 @@
 """Worker processes for index runs: how many, and the fork server they start from.
 
-Light on purpose (standard library only): ``cbir index`` starts the server before it imports numpy and OpenCV
-itself, so the server's own start-up (a new interpreter importing them) runs on another core meanwhile.
+Light on purpose (standard library only): ``cbir index`` starts the server before it imports the index and learns
+the codebook, so the server's own start-up (a new interpreter importing numpy and OpenCV) runs on another core
+meanwhile.
 """
 
 import multiprocessing

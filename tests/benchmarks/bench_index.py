@@ -27,8 +27,14 @@ import time
 import cv2
 import numpy as np
 
-from cbir.imageio import _REDUCED_FLAGS, decode_image, header_size, read_bytes, reduction_for
 from cbir.core.histogram import lookup_table, region_counts
+from cbir.imageio import (
+    _REDUCED_FLAGS,
+    decode_image,
+    header_size,
+    read_bytes,
+    reduction_for,
+)
 from cbir.index.run import describe, index_paths
 from cbir.settings import Settings
 from cbir.store import Store

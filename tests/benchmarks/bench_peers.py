@@ -1,4 +1,4 @@
-"""Colour-only peers re-implemented and measured with cbir's protocol and metrics (cbir.experiments.evaluate.ranking_metrics):
+"""Colour-only peers re-implemented and measured with cbir's protocol and metrics (cbir.core.metrics.ranking_metrics):
 every labelled image queries all the others, MAP over the full ranking, P@10, P@20.
 
 - pochih/CBIR colour: RGB, 12 uniform bins per channel, 3x3 regions, all normalised by the total count, L1.
@@ -18,8 +18,9 @@ import os
 import cv2
 import numpy as np
 
+from cbir.core.metrics import ranking_metrics
+from cbir.experiments.evaluate import read_labels
 from cbir.imageio import read_image
-from cbir.experiments.evaluate import ranking_metrics, read_labels
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data", "wang1000"))

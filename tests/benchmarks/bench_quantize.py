@@ -18,8 +18,8 @@ import time
 import cv2
 import numpy as np
 
-from cbir.imageio import read_image
 from cbir.core.quantize import mean_delta_e, quantize, rgb_mse
+from cbir.imageio import read_image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data", "kodak"))

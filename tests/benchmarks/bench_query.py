@@ -5,7 +5,7 @@ sparse like photos) is written through cbir.store once and kept in --cache. Then
 
 - opening, in fresh processes alternately, --opens times each way: ``load_engine`` transforming the histograms
   streamed from SQLite, and reading the transformed matrix from the search cache that an index run leaves in a
-  large index (``refresh_search_cache``, timed when it has to be written): wall time and peak resident memory
+  large index (``cbir.index.search_cache.refresh``, timed when it has to be written): wall time and peak resident memory
   above the process's resident memory just before, against the bytes of the histogram matrix;
 - per query, interleaved and repeated: the floor (one numpy float32 matrix-vector product over the same transformed
   matrix, ``Y @ y``; and the same product written as a 1-row GEMM, ``y[None] @ Y.T``, which OpenBLAS runs faster
@@ -111,7 +111,7 @@ def half_precision_scores(transformed, ys, chunk=4096):
 
 def measure_open(path, use_cache):
     """Run in a fresh process: open the index once. Prints one JSON document."""
-    from cbir.index import load_engine
+    from cbir.index.engine import load_engine
     from cbir.store import Store
 
     store = Store.open(path)
@@ -127,11 +127,11 @@ def measure_open(path, use_cache):
 
 def measure(path, queries, seed=1):
     """Run in a fresh process: open the index, then time the queries. Prints one JSON document."""
-    from cbir.index import Index
     from cbir.core.backends import NaiveQuadraticFormSearch, QuadraticFormSearch
+    from cbir.index import Index
 
     index = Index.open(path)
-    engine = index.engine
+    engine = index._loaded()
     backend = engine.backend
     n, d = backend.transformed.shape
     rng = np.random.default_rng(seed)
@@ -153,7 +153,7 @@ def measure(path, queries, seed=1):
     grouped = (time.perf_counter() - t) / len(group)
     half = half_precision_scores(backend.transformed, y_all[:5])
     # Everything below holds the raw matrix too: measured after the opening figures.
-    ids, raw = index.store.load_vectors(d)
+    ids, raw = index._store.load_vectors(d)
     rows = min(n, 2000)  # the naive per-pair formula on a slice, scaled to N
     naive = NaiveQuadraticFormSearch(raw[:rows], backend.similarity, power=backend.power, blocks=backend.blocks)
     t = time.perf_counter()
@@ -174,14 +174,14 @@ def measure(path, queries, seed=1):
 def open_row(path, n, k, repeats):
     """Refresh the index's search cache as an index run does, then open it both ways, alternately, each in a fresh
     process: one table row."""
-    from cbir.index import refresh_search_cache
+    from cbir.index import Tuning, search_cache
     from cbir.store import Store
 
     with Store.open(path) as store:
         started = time.perf_counter()
-        written = refresh_search_cache(store)
+        written = search_cache.refresh(store, Tuning())
         seconds = time.perf_counter() - started
-        there = "(there)" if store.search_cache_header() else "none (quick to open)"
+        there = "(there)" if search_cache.header(store) else "none (quick to open)"
         writing = f"{seconds:.2f} s" if written else there
         # What an incremental run pays: its first batch makes the cache out of date (a trigger), its end writes it
         # again.
@@ -193,10 +193,10 @@ def open_row(path, n, k, repeats):
             store.write_batch(records, removed=removed)
             batches.append(time.perf_counter() - started)
         started = time.perf_counter()
-        rewritten = refresh_search_cache(store)
+        rewritten = search_cache.refresh(store, Tuning())
         rewriting = time.perf_counter() - started
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        cached_bytes = os.path.getsize(store.search_cache_path) if store.search_cache_header() else 0
+        cached_bytes = os.path.getsize(search_cache.path_of(store)) if search_cache.header(store) else 0
         size = f"{cached_bytes / 2**20:.0f} / {os.path.getsize(path) / 2**20:.0f} MiB"
         incremental = (f"{batches[0]:.2f} s / {batches[1]:.3f} s / {rewriting:.2f} s" if rewritten
                        else f"{batches[0]:.3f} s / {batches[1]:.3f} s / -")

@@ -10,16 +10,18 @@ histograms. Prints markdown tables (the ones in docs/evaluation.md).
 """
 
 import argparse
-import dataclasses
 import os
 import sys
 import tempfile
 import time
 
-from cbir.experiments.evaluate import evaluate_engine, evaluate_index, read_labels
-from cbir.core.histogram import n_blocks
-from cbir.index import Index, load_engine
+import numpy as np
+
 from cbir.core.backends import QuadraticFormSearch
+from cbir.core.histogram import n_blocks
+from cbir.experiments.evaluate import evaluate_index, read_labels
+from cbir.index import Index
+from cbir.index.engine import load_engine
 from cbir.settings import Settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -57,6 +59,18 @@ GRID = [(128, power, sigma) for power in (0.25, 1 / 3, 0.5) for sigma in (200.0,
 GRID += [(colors, power, 400.0) for colors in (64, 256) for power in (0.25, 1 / 3, 0.5)]
 
 
+class EqualBlockWeights(Index):
+    """The same search with every block weighing 1 (the ablation of the layout's block weights)."""
+
+    def full_rankings(self, image_ids, *, distance="qfd"):
+        engine = load_engine(self._store, self._ranking, in_memory=True)
+        backend = engine.backend
+        equal = QuadraticFormSearch.build(backend.vectors, backend.similarity, power=backend.power,
+                                          blocks=n_blocks(engine.settings.layout))
+        rows = np.searchsorted(engine.ids, np.asarray(image_ids))
+        return (engine.ids[equal.search(backend.vectors[row][None], 0)[0][0]] for row in rows)
+
+
 class Runner:
     """Indexes once per histogram-shaping setting; evaluates ranking variants on the loaded histograms."""
 
@@ -76,16 +90,8 @@ class Runner:
         settings = {**Settings().to_dict(), **changes}
         index, index_seconds = self.index(settings)
         ranking = {k: settings[k] for k in ("power", "kernel", "sigma")}
-        if weights == "layout":
-            result = evaluate_index(index, self.collection, (distance,), ranking)[0]
-        else:  # the same search with every block weighing 1
-            engine = load_engine(index.store, ranking)
-            backend = engine.backend
-            equal = QuadraticFormSearch.build(backend.vectors, backend.similarity, power=backend.power,
-                                              blocks=n_blocks(engine.settings.layout))
-            result = evaluate_engine(dataclasses.replace(engine, backend=equal), self.collection, distance,
-                                     root=index.store.root)
-        return result, index_seconds
+        variant = (Index if weights == "layout" else EqualBlockWeights)(index._store, ranking)
+        return evaluate_index(variant, self.collection, (distance,))[0], index_seconds
 
     def close(self):
         for index in self.indexes.values():

@@ -18,13 +18,13 @@ import time
 import cv2
 import numpy as np
 
+from cbir.core.backends import QuadraticFormSearch
 from cbir.core.codebook import empty_pool, learn_codebook, pool_colours
 from cbir.core.colour import bin_index, to_space
-from cbir.imageio import decode_image, encode_image, read_image
 from cbir.core.histogram import histogram, lookup_table
 from cbir.core.kmeans import nearest_centre
 from cbir.core.qfd import similarity_matrix
-from cbir.core.backends import QuadraticFormSearch
+from cbir.imageio import decode_image, encode_image, read_image
 from cbir.settings import Settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
