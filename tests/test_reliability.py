@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import rows, write_photos
+from helpers import rows, schema_1_database, write_photos
 from helpers.corpus import EXPECTED, HAS_GIF, IGNORED, make_corpus, photo
 
 from cbir import DatabaseError, DecodeError, Index
@@ -218,10 +218,11 @@ def test_check_of_a_sound_database(cli, small_db):
 TAMPERING = {
     "blob of the wrong size": ("UPDATE histograms SET vector = x'00000000' WHERE image_id = 1", "histogram_blobs"),
     "blob that is text": ("UPDATE histograms SET vector = 'hello' WHERE image_id = 1", "histogram_blobs"),
-    "negative share": ("UPDATE histograms SET vector = (SELECT x'000080bf' || substr(vector, 5) FROM histograms "
-                       "WHERE image_id = 1) WHERE image_id = 1", "histogram_blobs"),
-    "NaN share": ("UPDATE histograms SET vector = (SELECT x'0000c07f' || substr(vector, 5) FROM histograms "
-                  "WHERE image_id = 1) WHERE image_id = 1", "histogram_blobs"),
+    "blob shorter than its bitmap says": ("UPDATE histograms SET vector = substr(vector, 1, length(vector) - 2) "
+                                          "WHERE image_id = 1", "histogram_blobs"),
+    "blob longer than its bitmap says": ("UPDATE histograms SET vector = CAST(vector || x'0100' AS BLOB) "
+                                         "WHERE image_id = 1",
+                                         "histogram_blobs"),
     "orphan histogram": ("INSERT INTO histograms (image_id, vector) VALUES (999, x'00')", "orphan_histograms"),
     "image without histogram": ("DELETE FROM histograms WHERE image_id = 2", "images_without_histogram"),
     "indexed and failed": ("INSERT INTO failures (path, reason) SELECT path, 'x' FROM images WHERE id = 1",
@@ -252,6 +253,30 @@ def test_tampered_database_is_found_by_check_and_refused_by_query(cli, small_db,
         # harmless to a query otherwise; these must be a clear error, not a crash or garbage ranks
         code, out, err = cli("query", small_db.parent / "photos" / "p0.png", "--db", small_db)
         assert code == 1 and out == "" and err.startswith("Error: ") and "Traceback" not in err
+
+
+FLOAT32_TAMPERING = {
+    "negative share": ("UPDATE histograms SET vector = (SELECT x'000080bf' || substr(vector, 5) FROM histograms "
+                       "WHERE image_id = 1) WHERE image_id = 1"),
+    "NaN share": ("UPDATE histograms SET vector = (SELECT x'0000c07f' || substr(vector, 5) FROM histograms "
+                  "WHERE image_id = 1) WHERE image_id = 1"),
+    "blob of the wrong size": "UPDATE histograms SET vector = x'00000000' WHERE image_id = 1",
+}
+
+
+@pytest.mark.parametrize("case", sorted(FLOAT32_TAMPERING))
+def test_tampered_schema_1_database_is_found_by_check_and_refused_by_query(cli, tmp_path, case):
+    folder = write_photos(tmp_path / "photos", 5, size=(24, 32))
+    db = schema_1_database(tmp_path / "old.db")
+    with Index.open(db) as index:
+        index.add([folder], settings={"colors": 8})
+    assert {len(blob) for (blob,) in rows(db, "SELECT vector FROM histograms")} == {4 * 80}  # float32 kept
+    assert Index.check(db).ok
+    with sqlite3.connect(db) as conn:
+        conn.execute(FLOAT32_TAMPERING[case])
+    assert findings(Index.check(db))["histogram_blobs"] is False
+    code, out, err = cli("query", folder / "p0.png", "--db", db)
+    assert code == 1 and out == "" and err.startswith("Error: ") and "Traceback" not in err
 
 
 def test_damaged_file_is_reported_unusable(cli, small_db):

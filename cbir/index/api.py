@@ -179,9 +179,11 @@ class Index:
         return len(self._loaded().ids)
 
     def histogram(self, image: np.ndarray) -> np.ndarray:
-        """Histogram of ``image (H, W, 3) uint8`` with this index's codebook: ``(B*K,) float32``."""
+        """Histogram of ``image (H, W, 3) uint8`` with this index's codebook, as the index would store it:
+        ``(B*K,) float32``."""
         engine = self._loaded()
-        return histogram(check_image(image), engine.lut, len(engine.codebook), engine.settings.layout)
+        return self._store.stored_form(histogram(check_image(image), engine.lut, len(engine.codebook),
+                                                 engine.settings.layout))
 
     def query_vector(self, query: str | os.PathLike[str] | np.ndarray) -> np.ndarray:
         """Histogram of a query given as a path or an image array, decoded as indexed images are."""
@@ -195,8 +197,10 @@ class Index:
         :mod:`cbir.core.colour_query`."""
         engine = self._loaded()
         background = np.array([row["share"] for row in self._store.codebook_rows()], np.float64)
-        return target_histogram(np.array([c.rgb for c in colours], np.uint8), [c.share for c in colours],
-                                engine.lut, background, n_blocks(engine.settings.layout))
+        # in stored form, so that a picture painted in exactly these colours and shares is at distance 0
+        return self._store.stored_form(target_histogram(np.array([c.rgb for c in colours], np.uint8),
+                                                        [c.share for c in colours], engine.lut, background,
+                                                        n_blocks(engine.settings.layout)))
 
     def search(self, query: str | os.PathLike[str] | np.ndarray, n: int = 10) -> list[Result]:
         """Rank the indexed images for one query image (a path or an ``(H, W, 3) uint8`` array); ``n=0``: all.

@@ -113,7 +113,7 @@ def _check(store, report, files):
                    if found[name] else f"no {what}", found[name])
     if dimension is not None:
         report.add("histogram_blobs", not found["bad_blob_size"] and not found["bad_values"],
-                   f"every histogram is {dimension} non-negative finite float32 values" if not
+                   f"every histogram is {dimension} shares" if not
                    (found["bad_blob_size"] or found["bad_values"]) else
                    f"{len(found['bad_blob_size'])} of the wrong size or type, {len(found['bad_values'])} "
                    "with negative, NaN or infinite values", found["bad_blob_size"] + found["bad_values"])

@@ -1,9 +1,10 @@
 """The index database: SQLite through sqlite-utils.
 
 Tables: ``meta`` (schema version and every setting that shapes a histogram), ``codebook`` (one row per colour),
-``images`` (path, size, mtime, content hash, dimensions), ``histograms`` (float32 BLOB per image) and
-``failures`` (path and reason). The journal is WAL, so queries can read while an index run writes; each batch of
-images is written in one transaction, so an interrupted run leaves whole images only.
+``images`` (path, size, mtime, content hash, dimensions), ``histograms`` (one BLOB per image: the cube roots of
+the shares in 65,535 steps, the non-zero ones only, see :mod:`cbir.store.codec`; float32 values in databases of
+schema version 1) and ``failures`` (path and reason). The journal is WAL, so queries can read while an index run
+writes; each batch of images is written in one transaction, so an interrupted run leaves whole images only.
 
 Derived files beside the database (the search cache) are valid for one state of it: triggers bump
 ``meta.search_cache_generation`` whenever a histogram, an image id or the codebook changes (by cbir or any other
@@ -28,9 +29,13 @@ import numpy as np
 import sqlite_utils
 
 from ..errors import BusyError, DatabaseError, Remedy
+from . import codec
 from .lock import WriterLock
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# How each schema version keeps a histogram: 1 as float32 values, 2 as uint16 steps (cbir.store.codec). Both
+# are read and written; a database keeps its version, so it never mixes the two.
+HISTOGRAM_FORMATS = {1: "float32", 2: "steps"}
 TABLES = {"meta", "codebook", "images", "histograms", "failures"}
 # Changes to what the search reads bump the generation in the same transaction (names kept from the first version
 # of the search cache, so databases made since keep their state). Names, tables and events are
@@ -87,6 +92,7 @@ class Store:
         self.path = path
         self.root = os.path.dirname(os.path.abspath(path))
         self._lock = WriterLock(path)
+        self.histogram_format = HISTOGRAM_FORMATS[SCHEMA_VERSION]
 
     # --- opening -------------------------------------------------------------------------------------------
     @classmethod
@@ -111,10 +117,11 @@ class Store:
                                 f"{', '.join(sorted(TABLES - names))})")
         if exists:
             version = store.meta().get("schema_version")
-            if version != SCHEMA_VERSION:
+            if version not in HISTOGRAM_FORMATS or isinstance(version, bool):
                 db.close()
-                raise DatabaseError(f"{path} has schema version {version!r}; this cbir reads version "
-                                    f"{SCHEMA_VERSION}", remedy=Remedy.REBUILD)
+                raise DatabaseError(f"{path} has schema version {version!r}; this cbir reads versions "
+                                    f"{', '.join(map(str, HISTOGRAM_FORMATS))}", remedy=Remedy.REBUILD)
+            store.histogram_format = HISTOGRAM_FORMATS[version]
         else:
             store._create()
         return store
@@ -234,7 +241,7 @@ class Store:
         """Write one batch in one transaction.
 
         records : (stored path, size, mtime_ns, sha256, width, height, vector); replaces any row of the path; the
-            vector is float32 values, or their little-endian bytes
+            vector is float32 shares, or their little-endian bytes (kept as :meth:`stored_form` says)
         failures : (stored path, reason, size, mtime_ns)
         touched : (image id, size, mtime_ns), files whose content did not change
         removed : stored paths to forget (images and failures)
@@ -252,8 +259,7 @@ class Store:
                 image_id = execute("INSERT INTO images (path, size, mtime_ns, sha256, width, height, indexed_at) "
                                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                                    (path, size, mtime_ns, sha256, width, height, now)).lastrowid
-                blob = vector if isinstance(vector, bytes) else np.asarray(vector, dtype="<f4").tobytes()
-                execute("INSERT INTO histograms (image_id, vector) VALUES (?, ?)", (image_id, blob))
+                execute("INSERT INTO histograms (image_id, vector) VALUES (?, ?)", (image_id, self._blob(vector)))
             for image_id, size, mtime_ns in touched:
                 execute("UPDATE images SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, image_id))
             for path, reason, size, mtime_ns in failures:
@@ -261,6 +267,20 @@ class Store:
                     self._delete_path(path)
                 self.db["failures"].insert({"path": path, "reason": reason, "size": size, "mtime_ns": mtime_ns,
                                             "at": now}, replace=True)
+
+    def _blob(self, vector: np.ndarray | bytes) -> bytes:
+        """A histogram's BLOB in this database's format."""
+        if self.histogram_format == "float32":
+            return vector if isinstance(vector, bytes) else np.asarray(vector, dtype="<f4").tobytes()
+        shares = np.frombuffer(vector, "<f4") if isinstance(vector, bytes) else vector
+        return codec.encode(codec.quantise(shares))
+
+    def stored_form(self, vectors: np.ndarray) -> np.ndarray:
+        """``vectors (..., D)`` shares as they read back once stored in this database: ``float32`` (rounded as
+        :mod:`cbir.store.codec` says in a database of schema version 2). A query is compared in this form, as stored images are."""
+        if self.histogram_format == "float32":
+            return np.asarray(vectors, np.float32)
+        return codec.stored_form(vectors)
 
     def _delete_path(self, path: str) -> None:
         self.db.execute("DELETE FROM histograms WHERE image_id IN (SELECT id FROM images WHERE path = ?)", [path])
@@ -367,6 +387,14 @@ class Store:
     def _vectors(self, blobs, ids, dimension):
         """BLOBs as ``(len(blobs), dimension) float32``, refusing any of the wrong type or size, or holding
         negative, NaN or infinite values."""
+        if self.histogram_format == "steps":
+            try:
+                return codec.dequantise(codec.decode(blobs, dimension))
+            except codec.BlobError as error:
+                bad = int(ids[error.position])
+                raise DatabaseError(f"{self.path}: the histogram of image {bad} ({self._describe_image(bad)}) is not "
+                                    f"{dimension} shares; the database is damaged or was made by another program",
+                                    remedy=Remedy.REBUILD) from None
         width = 4 * dimension
         try:
             joined = b"".join(blobs)  # TypeError when one is not a BLOB (text, a number, NULL)
@@ -424,7 +452,7 @@ class Store:
     def consistency(self, dimension: int | None = None, limit: int = 20) -> dict[str, list]:
         """Rows that contradict each other, each as a list of at most ``limit`` image paths or ids.
 
-        dimension : expected number of float32 values per histogram, or None to skip the BLOB checks
+        dimension : expected number of shares per histogram, or None to skip the BLOB checks
         Returns a dict: histograms without an image, images without a histogram, paths both indexed and failed,
         histograms of the wrong size or type, histograms holding negative, NaN or infinite values, and paths
         that are not text.
@@ -442,7 +470,17 @@ class Store:
             "bad_blob_size": [],
             "bad_values": [],
         }
-        if dimension is not None:
+        if dimension is not None and self.histogram_format == "steps":
+            # every BLOB decoded on its own (a check reads them all anyway); steps are shares by construction
+            for path, blob in self.db.execute("SELECT i.path, h.vector FROM images i JOIN histograms h "
+                                              "ON h.image_id = i.id"):
+                try:
+                    codec.decode([blob], dimension)
+                except codec.BlobError:
+                    found["bad_blob_size"].append(path)
+                    if len(found["bad_blob_size"]) >= limit:
+                        break
+        elif dimension is not None:
             found["bad_blob_size"] = listed("SELECT i.path FROM images i JOIN histograms h ON h.image_id = i.id "
                                             "WHERE typeof(h.vector) != 'blob' OR length(h.vector) != ?",
                                             [4 * dimension])

@@ -48,3 +48,29 @@ def rows(db, sql):
     """Rows of an SQL query on a database file, read with plain sqlite3."""
     with sqlite3.connect(db) as conn:
         return conn.execute(sql).fetchall()
+
+
+def naive_shares(blob, dimension):
+    """A histogram BLOB of a schema-2 database read byte by byte (the reference for cbir.store.codec):
+    ``(dimension,) float32`` shares ``(q / 65535)^3``."""
+    bitmap = (dimension + 7) // 8
+    out, values = np.zeros(dimension, np.float32), blob[bitmap:]
+    taken = 0
+    for i in range(dimension):
+        if blob[i // 8] >> (i % 8) & 1:
+            q = values[2 * taken] | values[2 * taken + 1] << 8
+            out[i] = np.float32((q / 65535) ** 3)
+            taken += 1
+    assert 2 * taken == len(values), "the BLOB holds other values than its bitmap says"
+    return out
+
+
+def schema_1_database(path):
+    """An empty database of schema version 1 (histograms as float32 values), as cbir made them before version 2:
+    cbir keeps reading and writing those."""
+    from cbir.store import Store
+
+    Store.open(path, create=True).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    return path
