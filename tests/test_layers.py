@@ -29,7 +29,7 @@ FLOORS = {
     "package": {"errors", "core", "settings", "io", "cli"},
 }
 # What only the index may touch on an Index, an engine or a store.
-PRIVATE_ATTRIBUTES = {"engine", "store", "backend", "_engine", "_store", "_loaded", "_tuning"}
+PRIVATE_ATTRIBUTES = {"engine", "store", "backend", "_engine", "_engines", "_store", "_loaded", "_tuning"}
 
 
 def floor_of(module):

@@ -341,7 +341,7 @@ def test_images_without_histograms_are_left_out_of_a_search(many_photos, tmp_pat
         full = index.search_vectors([query], 0)[0]
         gone = full[0].image_id
         index._store.db.execute("DELETE FROM histograms WHERE image_id = ?", [gone])  # damaged, as by hand
-        index._engine = None
+        index._engines.clear()
         for n in (0, 5):
             after = index.search_vectors([query], n)[0]
             expected = [r.image_id for r in full if r.image_id != gone]

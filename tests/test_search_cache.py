@@ -255,7 +255,7 @@ def test_cbir_index_writes_the_cache_and_ctrl_c_there_exits_130(many_photos, tmp
         assert load(store).cached
         add_an_image(store, None)  # drops it
 
-    def interrupted(self, progress=None):
+    def interrupted(self, progress=None, workers=1):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Index, "cache_for_search", interrupted)

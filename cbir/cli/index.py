@@ -51,7 +51,7 @@ def index_command(
                      sigma=sigma, power=power)
     with Index.open(db, create=True) as index, ProgressBar("indexing", not (quiet or json_output)) as bar:
         report = index.add(paths, settings=overrides, rebuild=rebuild, progress=bar, workers=workers,
-                           cache_progress=bar.stage("search cache"))
+                           cache_progress=bar.stage("search files"))
     show_report(report, db, json_output)
     if report.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -44,3 +44,6 @@ def info_command(
         stdout.print(f"  {key}: {value}", markup=False)
     if info["search_cache_rows"] is not None:
         stdout.print(f"search cache: {info['search_cache_rows']} transformed rows (opening reads them)", markup=False)
+    if info["vector_index_rows"] is not None:
+        stdout.print(f"vector index: {info['vector_index_rows']} images (queries take candidates from it)",
+                     markup=False)

@@ -9,7 +9,7 @@ from rich.table import Table
 from ..core.colour_query import describe, parse_target, rest_share
 from ..viz.sheets import colour_query_swatch
 from .options import DbOption, KernelOption, PowerOption, QuietOption, SigmaOption
-from .output import check_writable_image_path, print_json, reports_errors, show_path, stdout
+from .output import check_writable_image_path, print_json, reports_errors, show_path, stderr, stdout
 from .pictures import Query, write_result_pictures
 from .progress import ProgressBar
 
@@ -35,6 +35,9 @@ def query_command(
     montage: Annotated[Optional[Path], typer.Option(
         "--montage", help="Write the results as a captioned contact sheet image (.png or .jpg).",
         show_default=False)] = None,
+    exact: Annotated[bool, typer.Option(
+        "--exact", help="Scan every histogram, even when a very large index has a vector index to take candidates "
+                        "from (minutes at ten million images).")] = False,
     quiet: QuietOption = False,
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object per query per line on stdout and nothing else.")] = False,
@@ -51,7 +54,10 @@ def query_command(
     show_progress = not (quiet or json_output)
     with Index.open(db, ranking=ranking) as index:
         queries = make_queries(index, images or [], target, show_progress)
-        rankings = index.search_vectors([q.vector for q in queries], n)
+        if not (exact or quiet) and n and index.vector_index_state() == "outdated":
+            stderr.print("note: the vector index is out of date, so every histogram is read (slow); cbir index "
+                         "brings it up to date", markup=False, soft_wrap=True)
+        rankings = index.search_vectors([q.vector for q in queries], n, exact=exact)
         for query, results in zip(queries, rankings):
             show_results(query, results, target, json_output)
         if html is not None or montage is not None:

@@ -201,13 +201,56 @@ class QuadraticFormSearch(_Search):
 
     def exact(self, rows, query):
         """Naive float64 d for some stored rows against one query: ``(len(rows),) float64``."""
-        k = len(self.similarity)
-        diff = (self._shares(self.vectors[rows], np.float64) - self._shares(query, np.float64))
+        return self.exact_of(self.vectors[rows], query)
+
+    def exact_of(self, histograms, query):
+        """Naive float64 d for raw ``histograms (n, D)`` against one query: ``(n,) float64``."""
+        k, n = len(self.similarity), len(histograms)
+        diff = (self._shares(histograms, np.float64) - self._shares(query, np.float64))
         # One 2-D product over every (row, block): numpy's stacked (n, B, K) @ (K, K) is one small product per row,
         # slower (docs/benchmarks.md, profile_open.py item 5). Two einsum operands: no generic loop.
-        diff = diff.reshape(len(rows) * self.blocks, k)
-        per_block = np.einsum("ik,ik->i", diff @ self.similarity, diff).reshape(len(rows), self.blocks)
+        diff = diff.reshape(n * self.blocks, k)
+        per_block = np.einsum("ik,ik->i", diff @ self.similarity, diff).reshape(n, self.blocks)
         return np.sqrt(np.maximum(per_block @ self.weights, 0))
+
+    def search_stream(self, chunks, queries, n=10):
+        """Exact ranking over histograms given chunk by chunk, holding one chunk transformed at a time: for an index
+        whose transformed matrix is too large to keep (or to load for a few queries).
+
+        Parameters
+        ----------
+        chunks : iterable of ``(ids (m,) int64, histograms (m, D) float32)``, every stored histogram once
+        queries : (Q, D) float, raw histograms
+        n : int >= 1, results per query
+
+        Returns
+        -------
+        ids : list of Q ``(<= n,) int64`` arrays, image ids, best first
+        distances : list of Q ``(<= n,) float64`` arrays, exact (as :meth:`search`'s)
+        """
+        if n < 1:
+            raise ValueError("a streamed search ranks the n best (n >= 1)")
+        queries = np.atleast_2d(np.asarray(queries, np.float32))
+        targets = self.transform(queries)
+        keep = max(2 * n, n + 32)  # candidates from float32 scores, with room for rounding, as in search()
+        kept = [(np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros((0, queries.shape[1]), np.float32))
+                for _ in queries]
+        for ids, histograms in chunks:
+            transformed = self.transform(histograms)
+            # ||y - q||^2 / 2 - ||q||^2 / 2 = ||y||^2 / 2 - y . q orders the rows as the distance does
+            scores = 0.5 * np.einsum("md,md->m", transformed, transformed)[:, None] - transformed @ targets.T
+            for j, (old_scores, old_ids, old_rows) in enumerate(kept):
+                best = _smallest(scores[:, j], keep)
+                merged = np.concatenate([old_scores, scores[best, j]])
+                top = _smallest(merged, keep)
+                kept[j] = (merged[top], np.concatenate([old_ids, ids[best]])[top],
+                           np.concatenate([old_rows, histograms[best]])[top])
+        results = []
+        for query, (_, ids, rows) in zip(queries, kept):
+            d = self.exact_of(rows, query)
+            order = np.lexsort((ids, d))[:n]
+            results.append((ids[order], d[order]))
+        return [r[0] for r in results], [r[1] for r in results]
 
     def _shares(self, v, dtype):
         """Shares raised to the power, as ``dtype``. cbrt for the default 1/3: within 1 ulp of ``** (1/3)`` and

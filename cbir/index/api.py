@@ -16,7 +16,7 @@ from ..errors import DatabaseError, Remedy
 from ..imageio import read_image
 from ..settings import Settings
 from ..store import Store
-from . import search_cache
+from . import search_cache, vector_index
 from .check import CheckReport, check_database
 from .engine import Engine, load_engine
 from .run import IndexReport, index_paths
@@ -79,7 +79,7 @@ class Index:
         self._store = store
         self._ranking = dict(ranking or {})
         self._tuning = tuning
-        self._engine: Engine | None = None
+        self._engines: dict[bool, Engine] = {}  # by exact: a very large index has an approximate and an exact one
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, create: bool = False, ranking: dict[str, Any] | None = None,
@@ -148,26 +148,29 @@ class Index:
         roots = [os.path.expanduser(os.fspath(p)) for p in paths]
         report = index_paths(self._store, roots, settings, rebuild=rebuild, progress=progress, workers=workers,
                              tuning=self._tuning)
-        self._engine = None
+        self._engines.clear()
         if search_cache and not report.interrupted:
             try:
-                self.cache_for_search(cache_progress)
-            except KeyboardInterrupt:  # the file is renamed into place only when whole: the old one stays
+                self.cache_for_search(cache_progress, workers=workers)
+            except KeyboardInterrupt:  # the files are renamed into place only when whole: the old ones stay
                 report.interrupted = True
         return report
 
-    def cache_for_search(self, progress: Progress | None = None) -> bool:
-        """Bring the search cache of a large index up to date; returns whether a new one was written. See
-        :mod:`cbir.index.search_cache`."""
-        return search_cache.refresh(self._store, self._tuning, progress)
+    def cache_for_search(self, progress: Progress | None = None, workers: int = 1) -> bool:
+        """Bring what a large index's searches read beside the database up to date: the search cache
+        (:mod:`cbir.index.search_cache`) or, for a very large index, the vector index
+        (:mod:`cbir.index.vector_index`, built with ``workers`` threads). Returns whether a new file was written."""
+        self._engines.clear()
+        written = search_cache.refresh(self._store, self._tuning, progress)
+        return vector_index.refresh(self._store, self._tuning, progress, threads=workers) or written
 
     # --- searching --------------------------------------------------------------------------------------------
-    def _loaded(self) -> Engine:
+    def _loaded(self, exact: bool = False) -> Engine:
         """The loaded engine (loaded on first use; :meth:`search_vectors` loads it again when another connection
-        has committed since)."""
-        if self._engine is None:
-            self._engine = load_engine(self._store, self._ranking, tuning=self._tuning)
-        return self._engine
+        has committed since). ``exact``: the one that scans every histogram of a very large index."""
+        if exact not in self._engines:
+            self._engines[exact] = load_engine(self._store, self._ranking, tuning=self._tuning, exact=exact)
+        return self._engines[exact]
 
     @property
     def settings(self) -> Settings:
@@ -202,8 +205,11 @@ class Index:
                                                         [c.share for c in colours], engine.lut, background,
                                                         n_blocks(engine.settings.layout)))
 
-    def search(self, query: str | os.PathLike[str] | np.ndarray, n: int = 10) -> list[Result]:
+    def search(self, query: str | os.PathLike[str] | np.ndarray, n: int = 10, *, exact: bool = False
+               ) -> list[Result]:
         """Rank the indexed images for one query image (a path or an ``(H, W, 3) uint8`` array); ``n=0``: all.
+        ``exact``: scan every histogram even when a very large index has a vector index (see
+        :meth:`search_vectors`).
 
         Raises
         ------
@@ -212,25 +218,32 @@ class Index:
         DatabaseError
             the index holds nothing to search, or cannot be read
         """
-        return self.search_vectors([self.query_vector(query)], n)[0]
+        return self.search_vectors([self.query_vector(query)], n, exact=exact)[0]
 
-    def search_colours(self, colours: Sequence[TargetColour], n: int = 10) -> list[Result]:
+    def search_colours(self, colours: Sequence[TargetColour], n: int = 10, *, exact: bool = False) -> list[Result]:
         """Rank the indexed images for a colour query (QBIC's colour-percentage query), e.g.
         ``index.search_colours(parse_target(["#1e90ff:40", "white:20"]))``."""
-        return self.search_vectors([self.colour_vector(colours)], n)[0]
+        return self.search_vectors([self.colour_vector(colours)], n, exact=exact)[0]
 
-    def search_vectors(self, vectors: Sequence[np.ndarray] | np.ndarray, n: int = 10) -> list[list[Result]]:
+    def search_vectors(self, vectors: Sequence[np.ndarray] | np.ndarray, n: int = 10, *, exact: bool = False
+                       ) -> list[list[Result]]:
         """Rank the indexed images for each of several histograms: a list of rankings, one per histogram.
 
         Scores, re-scoring and paths are read in one snapshot of the database, the index loaded again first if
         another connection committed since it was loaded (an index run adding photos meanwhile).
+
+        The distances are always exact. A very large index (``Tuning.vector_index_bytes``) takes each query's
+        candidates from its vector index when that is up to date (a few milliseconds; a true neighbour can be
+        missed, docs/scaling.md); with ``exact``, for ``n=0``, or while the vector index is out of date, it reads
+        every histogram instead (minutes at ten million images; see :meth:`vector_index_state`).
         """
-        before = self._engine
+        exact = exact or n == 0
+        before = self._engines.get(exact)
         store = self._store
         with store.snapshot():
             if before is not None and before.version != store.data_version():
-                self._engine = None  # an index run added or removed photos: search what is there now
-            engine = self._loaded()
+                self._engines.clear()  # an index run added or removed photos: search what is there now
+            engine = self._loaded(exact)
             if before is not None and engine is not before and not np.array_equal(engine.codebook, before.codebook):
                 raise DatabaseError(f"{store.path} was rebuilt with a new codebook during this query; run it again")
             rows, distances = engine.backend.search(np.asarray(vectors, np.float32), n)
@@ -242,6 +255,13 @@ class Index:
         return Result(rank, self._store.disk_path(stored), distance, image_id, stored)
 
     # --- what an index holds ----------------------------------------------------------------------------------
+    def vector_index_state(self) -> str:
+        """``"none"`` (the index is searched exactly: small enough), ``"current"`` (searches take candidates from an
+        up-to-date vector index) or ``"outdated"`` (it needs one, and it is missing or out of date: searches read
+        every histogram until ``Index.add`` or ``cache_for_search`` brings it up to date)."""
+        engine = self._loaded()
+        return "current" if engine.approximate else "outdated" if engine.outdated else "none"
+
     def info(self) -> dict[str, Any]:
         """Counts, settings, codebook and size of the database, as a dict of plain values."""
         store = self._store
@@ -256,6 +276,8 @@ class Index:
             "codebook": [{"hex": r["hex"], "share": r["share"]} for r in store.codebook_rows()],
             # rows of the search's transformed matrix kept for opening fast (large indexes only), or None
             "search_cache_rows": (search_cache.header(store) or {}).get("rows"),
+            # rows of the vector index file beside a very large index, whether current or not, or None
+            "vector_index_rows": (vector_index.header(store) or {}).get("rows"),
             "bytes": size,
         }
 

@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from ..core import ann
 from ..core.backends import COMPARISONS, DISTANCES, QuadraticFormSearch, row_chunks
 from ..core.histogram import block_weights, lookup_table, n_blocks
 from ..errors import DatabaseError, Remedy
 from ..settings import Settings
 from ..store import Store
-from . import search_cache
-from .histograms import StoredHistograms, search_setup
+from . import search_cache, vector_index
+from .histograms import StoredHistograms, StreamedSearch, search_setup
 from .tuning import Tuning
 
 
@@ -21,7 +22,9 @@ from .tuning import Tuning
 class Engine:
     """What searching needs, loaded from the database once: settings, codebook, lookup table, the image id of each
     row of the search (``ids (N,) int64``), the search back-end, where and when (the database's ``data_version``)
-    it was loaded from, and whether its transformed matrix came from the search cache."""
+    it was loaded from, whether its transformed matrix came from the search cache, whether its candidates come
+    from the vector index (``approximate``), and whether a vector index is wanted but out of date (``outdated``:
+    the search then reads every histogram)."""
 
     settings: Settings
     codebook: np.ndarray
@@ -31,6 +34,8 @@ class Engine:
     store: Store
     version: int
     cached: bool = False
+    approximate: bool = False
+    outdated: bool = False
 
     def paths(self, rows: Any = slice(None)) -> list[str]:
         """Stored paths of some rows (all by default)."""
@@ -50,7 +55,7 @@ class Engine:
 
 
 def load_engine(store: Store, ranking: dict[str, Any] | None = None, *, tuning: Tuning = Tuning(),
-                in_memory: bool | None = None, use_cache: bool = True) -> Engine:
+                in_memory: bool | None = None, use_cache: bool = True, exact: bool = False) -> Engine:
     """Load codebook and histograms from ``store`` and prepare the quadratic-form search.
 
     ranking : dict of ranking settings (power, kernel, sigma) overriding the stored ones, or None
@@ -62,17 +67,22 @@ def load_engine(store: Store, ranking: dict[str, Any] | None = None, *, tuning: 
         its memory)
     use_cache : read a streamed index's transformed matrix from the search cache when it is current (False:
         always transform the histograms; the values are the same)
+    exact : for an index large enough for a vector index (``tuning.wants_vector_index``), scan every histogram
+        for each search instead of taking candidates from the vector index (smaller indexes are always searched
+        exactly)
 
     Everything is read in one snapshot, so an index run committing meanwhile is never seen half.
     """
     with store.snapshot():
-        return _load(store, ranking, tuning, in_memory, use_cache)
+        return _load(store, ranking, tuning, in_memory, use_cache, exact)
 
 
 def _load(store: Store, ranking: dict[str, Any] | None, tuning: Tuning, in_memory: bool | None,
-          use_cache: bool) -> Engine:
+          use_cache: bool, exact: bool) -> Engine:
     settings, codebook, dimension, backend = search_setup(store, ranking)
     count = store.counts(["images"])["images"]  # a bound: every histogram read has its own image row
+    if not in_memory and tuning.wants_vector_index(count, dimension):
+        return _load_large(store, settings, codebook, dimension, backend, exact)
     if in_memory is None:
         in_memory = not tuning.streams(count, dimension)
     cached = None
@@ -96,3 +106,21 @@ def _load(store: Store, ranking: dict[str, Any] | None, tuning: Tuning, in_memor
         raise DatabaseError(f"{store.path} holds no indexed images", remedy=Remedy.ADD)
     return Engine(settings, codebook, lookup_table(codebook, settings.space), ids, backend, store,
                   store.data_version(), cached=cached is not None)
+
+
+def _load_large(store: Store, settings: Settings, codebook: np.ndarray, dimension: int,
+                backend: QuadraticFormSearch, exact: bool) -> Engine:
+    """A very large index: candidates from its vector index when that is current, else every histogram read for
+    each search (exact; slow at this size)."""
+    lut = lookup_table(codebook, settings.space)
+    found = None if exact else vector_index.read(store, backend.transform_key(), dimension)
+    if found is not None:
+        backend.vectors = histograms = StoredHistograms(store, dimension)
+        histograms.ids = found.ids
+        search = ann.ApproximateQuadraticFormSearch(backend, found.ids, found.mean, found.axes, found.graph)
+        return Engine(settings, codebook, lut, found.ids, search, store, store.data_version(), approximate=True)
+    ids = store.image_ids()
+    if len(ids) == 0:
+        raise DatabaseError(f"{store.path} holds no indexed images", remedy=Remedy.ADD)
+    return Engine(settings, codebook, lut, ids, StreamedSearch(backend, store, dimension, ids), store,
+                  store.data_version(), outdated=not exact)

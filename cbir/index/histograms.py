@@ -11,7 +11,7 @@ from ..core.backends import QuadraticFormSearch
 from ..core.colour import srgb_to_lab
 from ..core.histogram import LUT_BITS, block_weights, n_blocks
 from ..core.qfd import similarity_matrix
-from ..errors import DatabaseError, Remedy
+from ..errors import CbirError, DatabaseError, Remedy
 from ..settings import Settings
 from ..store import Store
 
@@ -44,6 +44,24 @@ class StoredHistograms:
 
     def __getitem__(self, rows: Any) -> np.ndarray:
         return self.store.histograms_of(np.atleast_1d(self.ids[rows]), self.dimension)
+
+
+class StreamedSearch:
+    """The exact quadratic-form search over histograms read from the database for each search, chunk by chunk (an
+    index too large to keep its transformed matrix). Same ``search(queries, n)`` as the other back-ends: rows of
+    ``ids`` (every image id, ascending) and exact distances."""
+
+    def __init__(self, exact: QuadraticFormSearch, store: Store, dimension: int, ids: np.ndarray) -> None:
+        self.exact, self.store, self.dimension, self.ids = exact, store, dimension, ids
+        exact.vectors = self.vectors = StoredHistograms(store, dimension)
+        self.vectors.ids = ids
+
+    def search(self, queries: np.ndarray, n: int = 10) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        if n < 1:
+            raise CbirError(f"{self.store.path} holds {len(self.ids)} images: too many to rank whole; ask for the "
+                            "n best (n >= 1)")
+        found, distances = self.exact.search_stream(self.store.histogram_chunks(self.dimension), queries, n)
+        return [np.searchsorted(self.ids, f) for f in found], distances
 
 
 def search_setup(store: Store, ranking: dict[str, Any] | None

@@ -20,6 +20,11 @@ class Tuning:
         many bytes of raw histograms, gets a search cache: opening reads the transformed matrix instead of
         computing it. Below that, opening takes about half a second without one, and a cache would cost a rewrite
         at the end of every index run that changed something
+    vector_index_bytes : an index whose transformed matrix would take at least this many bytes (float32) keeps
+        none: a vector index beside it gives each query candidates that are re-scored exactly
+        (:mod:`cbir.index.vector_index`), and an exact search (or one while the vector index is out of date) reads
+        the histograms chunk by chunk. 2 GiB: about 420,000 images of the default layout, where an exact query
+        scans for about 0.2 s and opening needs 2 GiB of memory
     """
 
     batch_size: int = 256
@@ -28,12 +33,14 @@ class Tuning:
     raw_in_memory_bytes: int = 64 << 20
     search_cache_rows: int = 200_000
     search_cache_bytes: int = 512 << 20
+    vector_index_bytes: int = 2 << 30
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "worker_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("parallel_min_files", "raw_in_memory_bytes", "search_cache_rows", "search_cache_bytes"):
+        for name in ("parallel_min_files", "raw_in_memory_bytes", "search_cache_rows", "search_cache_bytes",
+                     "vector_index_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
 
@@ -42,6 +49,11 @@ class Tuning:
         return count * dimension * 4 > self.raw_in_memory_bytes
 
     def wants_search_cache(self, count: int, dimension: int) -> bool:
-        """Whether such an index is slow enough to open to be worth a search cache."""
-        return self.streams(count, dimension) and (count >= self.search_cache_rows
-                                                   or count * dimension * 4 >= self.search_cache_bytes)
+        """Whether such an index is slow enough to open to be worth a search cache (and small enough to keep its
+        transformed matrix)."""
+        return (self.streams(count, dimension) and not self.wants_vector_index(count, dimension)
+                and (count >= self.search_cache_rows or count * dimension * 4 >= self.search_cache_bytes))
+
+    def wants_vector_index(self, count: int, dimension: int) -> bool:
+        """Whether such an index is searched through a vector index (see ``vector_index_bytes``)."""
+        return count > 0 and count * dimension * 4 >= self.vector_index_bytes

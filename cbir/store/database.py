@@ -51,6 +51,12 @@ _CACHE_TRIGGERS = {
     "search_cache_after_codebook_delete": "AFTER DELETE ON codebook",
 }
 
+# The change log (prepare_change_log): trigger name -> (event, ids logged). Fixed here, never input.
+_LOG_TRIGGERS = {
+    "histogram_changes_after_insert": ("AFTER INSERT ON histograms", ("new.image_id",)),
+    "histogram_changes_after_update": ("AFTER UPDATE ON histograms", ("old.image_id", "new.image_id")),
+    "histogram_changes_after_delete": ("AFTER DELETE ON histograms", ("old.image_id",)),
+}
 
 
 def _sqlite_errors(method):
@@ -343,6 +349,88 @@ class Store:
         if not isinstance(generation, int) or not isinstance(database_id, str) or not self._has_change_triggers():
             return None
         return database_id, generation
+
+    # --- which histograms changed: the log a derived file is brought up to date from ----------------------------
+    @_sqlite_errors
+    def prepare_change_log(self) -> None:
+        """Start logging, from now on, the image id of every histogram inserted, replaced or deleted (by cbir or any
+        other program: triggers), so a derived file can be brought up to date from the rows that changed instead of
+        read whole again. Does nothing when the log exists."""
+        with self.db.atomic():
+            self.db.conn.execute("CREATE TABLE IF NOT EXISTS histogram_changes "
+                                 "(seq INTEGER PRIMARY KEY AUTOINCREMENT, image_id INTEGER NOT NULL)")
+            for name, (when, ids) in _LOG_TRIGGERS.items():  # names, events and values from the fixed table
+                inserts = " ".join(f"INSERT INTO histogram_changes (image_id) VALUES ({i});" for i in ids)
+                self.db.conn.execute(f"CREATE TRIGGER IF NOT EXISTS {name} {when} BEGIN {inserts} END")
+
+    @_sqlite_errors
+    def drop_change_log(self) -> None:
+        """Stop logging changed histograms and forget the log (no derived file needs it)."""
+        with self.db.atomic():
+            for name in _LOG_TRIGGERS:
+                self.db.conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+            self.db.conn.execute("DROP TABLE IF EXISTS histogram_changes")
+            self.db.conn.execute("DELETE FROM meta WHERE key = 'histogram_changes_pruned'")
+
+    @_sqlite_errors
+    def change_log(self) -> tuple[int, int] | None:
+        """``(first, last)``: the log holds every change numbered ``first + 1 .. last`` (changes up to ``first`` were
+        pruned), or None when there is no log (or it is incomplete: a trigger is missing)."""
+        names = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        if not set(_LOG_TRIGGERS) <= names or "histogram_changes" not in self.db.table_names():
+            return None
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'histogram_changes'").fetchone()
+        pruned = self.meta().get("histogram_changes_pruned", 0)
+        return (pruned if isinstance(pruned, int) else 0), (row[0] if row else 0)
+
+    @_sqlite_errors
+    def changed_images(self, after: int) -> np.ndarray:
+        """Ids of the images whose histogram was inserted, replaced or deleted after change number ``after``:
+        ``(n,) int64``, ascending."""
+        return np.array([r[0] for r in self.db.execute("SELECT DISTINCT image_id FROM histogram_changes "
+                                                       "WHERE seq > ? ORDER BY image_id", [int(after)])], np.int64)
+
+    @_sqlite_errors
+    def prune_change_log(self, upto: int) -> None:
+        """Forget the changes numbered up to ``upto`` (a derived file has taken them in)."""
+        with self.db.atomic():
+            self.db.conn.execute("DELETE FROM histogram_changes WHERE seq <= ?", [int(upto)])
+            self.db.conn.execute("INSERT INTO meta (key, value) VALUES ('histogram_changes_pruned', ?) ON CONFLICT "
+                                 "(key) DO UPDATE SET value = CAST(max(CAST(value AS INTEGER), "
+                                 "CAST(excluded.value AS INTEGER)) AS TEXT)", [str(int(upto))])
+
+    @_sqlite_errors
+    def searchable_ids(self, ids: Iterable[int] | np.ndarray | None = None) -> np.ndarray:
+        """Ids of the images that have a histogram (of ``ids`` when given, else of all): ``(n,) int64``,
+        ascending."""
+        select = "SELECT h.image_id FROM histograms h JOIN images i ON i.id = h.image_id"
+        if ids is None:
+            rows = self.db.execute(f"{select} ORDER BY h.image_id")
+        else:
+            rows = self.db.execute(f"{select} WHERE h.image_id IN (SELECT value FROM json_each(?)) "
+                                   "ORDER BY h.image_id", [json.dumps(np.asarray(ids, np.int64).tolist())])
+        return np.array([r[0] for r in rows], np.int64)
+
+    @_sqlite_errors
+    def image_ids(self) -> np.ndarray:
+        """Ids of every image row, ascending: ``(n,) int64`` (read from the small path index, not the
+        histograms)."""
+        return np.sort(np.array([r[0] for r in self.db.execute("SELECT id FROM images")], np.int64))
+
+    @_sqlite_errors
+    def sample_histograms(self, count: int, dimension: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """About ``count`` histograms of images drawn at random (all of them when there are fewer): ``(ids (n,)
+        int64, vectors (n, dimension) float32)``. Reads only the rows drawn, by id."""
+        low, high, total = self.db.execute("SELECT min(id), max(id), count(*) FROM images").fetchone()
+        if not total:
+            return np.zeros(0, np.int64), np.zeros((0, dimension), np.float32)
+        if total <= count:
+            return self.load_vectors(dimension)
+        drawn = np.unique(np.random.default_rng(seed).integers(low, high + 1, count))
+        # a few thousand ids per read: many more would make histograms_of scan the whole table
+        ids = np.concatenate([self.searchable_ids(part) for part in np.array_split(drawn, len(drawn) // 4096 + 1)])
+        return ids, np.concatenate([self.histograms_of(part, dimension)
+                                    for part in np.array_split(ids, len(ids) // 4096 + 1)])
 
     def load_vectors(self, dimension: int) -> tuple[np.ndarray, np.ndarray]:
         """Every stored histogram at once: ids ``(N,) int64``, vectors ``(N, dimension) float32``."""
