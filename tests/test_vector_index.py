@@ -320,3 +320,19 @@ def test_streamed_search_equals_the_search_in_memory():
     for f, d, r, t in zip(found, distances, rows, truth):
         assert f.tolist() == (r + 1000).tolist()
         np.testing.assert_array_equal(d, t)
+
+
+def test_check_compares_a_current_vector_index_with_the_database(photos, tmp_path):
+    db = tmp_path / "i.db"
+    with open_index(db) as index:
+        index.add([photos], settings=SETTINGS)
+    assert {f.name: f.ok for f in Index.check(db).findings}["vector_index"] is True
+    with open_index(db) as index:  # a file claiming the current state, holding one image too few
+        store = index._store
+        found = vector_index.read(store, vector_index.header(store)["key"], 160)
+        graph = found.editable_graph()
+        graph.remove(found.ids[:1])
+        vector_index.write(store, found.header, found.ids[1:], found.mean, found.axes, graph)
+        assert index.vector_index_state() == "current"
+    report = Index.check(db)
+    assert {f.name: f.ok for f in report.findings}["vector_index"] is False and not report.ok

@@ -13,7 +13,7 @@ from ..core.histogram import LUT_BITS, n_blocks
 from ..errors import CbirError, Remedy
 from ..settings import Settings
 from ..store import Store, integrity_check
-from . import search_cache
+from . import search_cache, vector_index
 
 LISTED = 20  # paths shown per problem
 
@@ -122,6 +122,14 @@ def _check(store, report, files):
         if differences is not None:
             report.add("search_cache", differences == 0, "the search cache equals the histograms transformed again"
                        if not differences else f"the search cache differs from the histograms in {differences} rows",
+                       remedy=Remedy.REBUILD)
+        try:
+            differences = vector_index.differences(store)
+        except ImportError:  # usearch is not installed: nothing here can read the file
+            differences = None
+        if differences is not None:
+            report.add("vector_index", differences == 0, "the vector index holds exactly the indexed images"
+                       if not differences else f"the vector index and the database differ in {differences} images",
                        remedy=Remedy.REBUILD)
     if files:
         missing, changed = [], []

@@ -163,6 +163,19 @@ def write(store: Store, header: dict[str, Any], ids: np.ndarray, mean: np.ndarra
             os.unlink(partial)
 
 
+def differences(store: Store) -> int | None:
+    """Images the current vector index holds that the database does not, and the other way round (what a check
+    counts; 0: it holds exactly the searchable images), or None when there is no current vector index."""
+    with store.snapshot():
+        if store.codebook() is None or "settings" not in store.meta():
+            return None
+        _, _, dimension, search = search_setup(store, None)
+        found = read(store, search.transform_key(), dimension)
+        if found is None:
+            return None
+        return len(np.setxor1d(found.ids, store.searchable_ids()))
+
+
 def drop(store: Store) -> None:
     """Remove the file, if any, and stop logging changes for it (a smaller index needs none)."""
     with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,182 @@
+"""A very large index through cbir itself: database size, vector-index build, open, memory, query latency, recall.
+
+For N synthetic default-layout photos made from real histograms (tests/benchmarks/synthetic.py: crops, splices,
+flips and colour jitter of Wang 1000 and Kodak), this
+
+1. writes a real cbir database of N images (``Store.write_batch``, paths and hashes like a photo library's,
+   histograms stored as cbir stores them) with the codebook learned from the real photos and default settings;
+2. builds its vector index with ``cbir.index.vector_index.refresh`` (what ``cbir index`` does at its end), with
+   ``--threads`` threads, and times it;
+3. makes ``--queries`` more synthetic photos (new draws, not in the collection), ranks them exactly with
+   ``Index.search_vectors(..., exact=True)`` (every histogram read and scored: the ground truth, and what
+   ``cbir query --exact`` costs at this size), timed;
+4. in a fresh process, single-threaded (OpenBLAS on one thread; usearch searches on one thread): opens the index
+   (``Index.open`` and loading the engine: the vector index mapped), runs every query through
+   ``Index.search_vectors(q, 10)`` twice and times the second (warm) pass: median and 90th percentile per query,
+   recall@10 against the ground truth (a result counts when its exact distance is at most the 10th true distance,
+   so ties count), resident memory after opening and at the end;
+5. prints one JSON line (also appended to ``--out``) with those figures, the sizes on disk and the load average.
+
+    nice -n 15 python tests/benchmarks/bench_scale.py --images 1000000 --work /var/tmp/cbir-scale [--threads 2]
+                                                      [--queries 200] [--widths 400] [--out docs/scale.jsonl]
+
+Every size is given a vector index, also below ``Tuning().vector_index_bytes`` (about 420,000 images), where cbir
+would search exactly. The database is kept in ``--work`` and reused by a later run with the same ``--images`` (``--fresh`` makes it
+again); the vector index is always built again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BATCH = 8192
+# Every size gets the vector index (below Tuning().vector_index_bytes, ~420k images, cbir would search exactly)
+FORCED = {"vector_index_bytes": 1}
+
+
+def status(field):
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def make_database(path, images, bases):
+    """Write ``images`` synthetic photos into a new cbir database at ``path``; returns seconds per million."""
+    from cbir.core.histogram import LUT_BITS
+    from cbir.settings import Settings
+    from cbir.store import Store
+
+    for suffix in ("", "-wal", "-shm", "-vector-index"):
+        if os.path.exists(path + suffix):
+            os.unlink(path + suffix)
+    started = time.perf_counter()
+    with Store.open(path, create=True) as store:
+        store.lock_for_writing()
+        store.replace_codebook(bases.codebook, ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in bases.rgb],
+                               bases.shares, {"settings": Settings().to_dict(), "lut_bits": LUT_BITS})
+        for start in range(0, images, BATCH):
+            count = min(BATCH, images - start)
+            vectors = bases.histograms(count, (2024, start))
+            records = []
+            for i, vector in enumerate(vectors, start):
+                stored = f"Pictures/{2000 + i % 25}/{i // 1000 % 12 + 1:02d}/IMG_{i:08d}.jpg"
+                records.append((stored, 2_500_000 + i % 999_983, 1_600_000_000_000_000_000 + i,
+                                hashlib.sha256(stored.encode()).hexdigest(), 4032, 3024, vector))
+            store.write_batch(records, new_paths={r[0] for r in records})
+            if start // BATCH % 16 == 0:
+                print(f"  written {start + count} ({time.perf_counter() - started:.0f} s)", file=sys.stderr,
+                      flush=True)
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return (time.perf_counter() - started) * 1e6 / images
+
+
+def measure(path, queries_file, truth_file, widths):
+    """In this (fresh) process: open, memory, warm latency and recall per search width (JSON on stdout)."""
+    from cbir import Index, Tuning
+
+    queries, truth = np.load(queries_file), np.load(truth_file)
+    before = status("VmRSS")
+    started = time.perf_counter()
+    index = Index.open(path, tuning=Tuning(**FORCED))
+    state = index.vector_index_state()  # loads the engine: settings, codebook, the vector index mapped
+    opened = time.perf_counter() - started
+    out = {"state": state, "open_s": opened, "rss_open_mb": (status("VmRSS") - before) / 2**20}
+    engine = index._loaded()
+    for width in widths:
+        engine.backend.width = width
+        for warm in (False, True):
+            times, recalls = [], []
+            for query, true in zip(queries, truth):
+                started = time.perf_counter()
+                results = index.search_vectors([query], 10)[0]
+                times.append(time.perf_counter() - started)
+                recalls.append(np.mean([r.distance <= true[-1] * (1 + 1e-12) for r in results]))
+        out[f"width_{width}"] = {"recall_at_10": float(np.mean(recalls)),
+                                 "ms_median": float(np.median(times) * 1000),
+                                 "ms_p90": float(np.percentile(times, 90) * 1000),
+                                 "worst_query_recall": float(np.min(recalls))}
+    out["rss_end_mb"] = (status("VmRSS") - before) / 2**20
+    out["rss_peak_mb"] = (status("VmHWM") - before) / 2**20
+    print(json.dumps(out))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, required=True)
+    parser.add_argument("--work", required=True, help="folder for the database (kept) and its vector index")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1, help="threads building the graph")
+    parser.add_argument("--widths", default="400", help="query widths through the graph, e.g. 200,400,800")
+    parser.add_argument("--fresh", action="store_true", help="write the database again even if it exists")
+    parser.add_argument("--out", help="append the JSON line to this file")
+    parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        return measure(*args.measure[:2], args.measure[2], [int(w) for w in args.widths.split(",")])
+
+    sys.path.insert(0, HERE)
+    import synthetic
+
+    from cbir import Index, Tuning
+    from cbir.index import vector_index
+    from cbir.store import Store, codec
+
+    os.makedirs(args.work, exist_ok=True)
+    path = os.path.join(args.work, f"scale-{args.images}.db")
+    result = {"images": args.images, "queries": args.queries, "threads": args.threads,
+              "loadavg_start": open("/proc/loadavg").read().split()[:3]}
+    started = time.perf_counter()
+    bases = synthetic.Bases()
+    result["bases_s"] = time.perf_counter() - started
+    with Store.open(path, create=True) as store:
+        have = store.counts(["images"])["images"]
+    if args.fresh or have != args.images:
+        result["write_s_per_million"] = make_database(path, args.images, bases)
+    with Store.open(path) as store:
+        if os.path.exists(vector_index.path_of(store)):
+            os.unlink(vector_index.path_of(store))
+        started = time.perf_counter()
+        assert vector_index.refresh(store, Tuning(**FORCED), threads=args.threads)
+        result["build_s"] = time.perf_counter() - started
+    result["build_s_per_million"] = result["build_s"] * 1e6 / args.images
+    result["database_bytes"] = sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
+    result["vector_index_bytes"] = os.path.getsize(path + "-vector-index")
+    result["bytes_per_image"] = (result["database_bytes"] + result["vector_index_bytes"]) / args.images
+
+    queries = codec.stored_form(bases.histograms(args.queries, (777, 0)))
+    with Index.open(path, tuning=Tuning(**FORCED)) as index:
+        started = time.perf_counter()
+        exact = index.search_vectors(queries, 10, exact=True)
+        result["exact_scan_s"] = time.perf_counter() - started
+    truth = np.array([[r.distance for r in ranking] for ranking in exact])
+    queries_file, truth_file = path + "-queries.npy", path + "-truth.npy"
+    np.save(queries_file, queries)
+    np.save(truth_file, truth)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, __file__, "--images", str(args.images), "--work", args.work,
+                           "--widths", args.widths, "--measure", path, queries_file, truth_file],
+                          capture_output=True, text=True, env=env)
+    if done.returncode:
+        sys.exit(done.stderr)
+    result.update(json.loads(done.stdout))
+    result["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    line = json.dumps(result)
+    print(line)
+    if args.out:
+        with open(args.out, "a") as handle:
+            handle.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
