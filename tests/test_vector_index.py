@@ -336,3 +336,15 @@ def test_check_compares_a_current_vector_index_with_the_database(photos, tmp_pat
         assert index.vector_index_state() == "current"
     report = Index.check(db)
     assert {f.name: f.ok for f in report.findings}["vector_index"] is False and not report.ok
+
+
+def test_without_usearch_a_very_large_index_is_searched_exactly(photos, tmp_path, monkeypatch, cli):
+    import cbir.index.api
+
+    monkeypatch.setattr(ann, "available", lambda: False)
+    monkeypatch.setattr(cbir.index.api, "DEFAULT_TUNING", VERY_LARGE)
+    db = tmp_path / "i.db"
+    code, _, err = cli("index", photos, "--db", db, "--colors", "16")
+    assert code == 0 and err == "" and not os.path.exists(str(db) + "-vector-index")
+    code, out, err = cli("query", photos / "p4.png", "--db", db, "-n", "3")
+    assert code == 0 and "pip install 'cbir[scale]'" in err and "p4.png" in out

@@ -54,9 +54,14 @@ def query_command(
     show_progress = not (quiet or json_output)
     with Index.open(db, ranking=ranking) as index:
         queries = make_queries(index, images or [], target, show_progress)
-        if not (exact or quiet) and n and index.vector_index_state() == "outdated":
+        state = index.vector_index_state() if not (exact or quiet) and n else "none"
+        if state == "outdated":
             stderr.print("note: the vector index is out of date, so every histogram is read (slow); cbir index "
                          "brings it up to date", markup=False, soft_wrap=True)
+        elif state == "unavailable":
+            stderr.print("note: an index this large is searched quickly through a vector index, which needs "
+                         "pip install 'cbir[scale]' and then cbir index; meanwhile every histogram is read (slow)",
+                         markup=False, soft_wrap=True)
         rankings = index.search_vectors([q.vector for q in queries], n, exact=exact)
         for query, results in zip(queries, rankings):
             show_results(query, results, target, json_output)

@@ -66,6 +66,15 @@ def project(transformed: np.ndarray, mean: np.ndarray, axes: np.ndarray) -> np.n
     return np.ascontiguousarray((np.asarray(transformed, np.float32) - mean) @ axes, np.float32)
 
 
+def available() -> bool:
+    """Whether the graph library (usearch, the ``cbir[scale]`` extra) is installed."""
+    try:
+        import usearch.index  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _usearch():
     try:
         from usearch.index import Index

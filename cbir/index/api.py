@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import ann
 from ..core.colour_query import TargetColour, target_histogram
 from ..core.histogram import histogram, n_blocks, whole_picture_shares
 from ..core.quantize import check_image
@@ -257,10 +258,15 @@ class Index:
     # --- what an index holds ----------------------------------------------------------------------------------
     def vector_index_state(self) -> str:
         """``"none"`` (the index is searched exactly: small enough), ``"current"`` (searches take candidates from an
-        up-to-date vector index) or ``"outdated"`` (it needs one, and it is missing or out of date: searches read
-        every histogram until ``Index.add`` or ``cache_for_search`` brings it up to date)."""
+        up-to-date vector index), ``"outdated"`` (it needs one, and it is missing or out of date: searches read
+        every histogram until ``Index.add`` or ``cache_for_search`` brings it up to date) or ``"unavailable"``
+        (it needs one, and usearch, the ``cbir[scale]`` extra, is not installed: searches read every histogram)."""
         engine = self._loaded()
-        return "current" if engine.approximate else "outdated" if engine.outdated else "none"
+        if engine.approximate:
+            return "current"
+        if not engine.outdated:
+            return "none"
+        return "outdated" if ann.available() else "unavailable"
 
     def info(self) -> dict[str, Any]:
         """Counts, settings, codebook and size of the database, as a dict of plain values."""

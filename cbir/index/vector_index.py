@@ -70,7 +70,10 @@ class VectorIndex:
 
 
 def _open(store: Store) -> VectorIndex | None:
-    """The file as it is, whatever state it describes, or None (none there, or not what its trailer says)."""
+    """The file as it is, whatever state it describes, or None (none there, not what its trailer says, or no
+    usearch to read it)."""
+    if not ann.available():
+        return None
     try:
         with open(path_of(store), "rb") as handle:
             mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
@@ -192,7 +195,10 @@ def refresh(store: Store, tuning: Tuning, progress: Progress | None = None, thre
     progress : callable(done, total) or None, called as histograms are added
     threads : threads adding to the graph
     Takes the writer lock; when another index run holds it, does nothing (that run refreshes it at its end).
+    Without usearch (the ``cbir[scale]`` extra) it does nothing: searches then read every histogram.
     """
+    if not ann.available():
+        return False
     try:
         store.lock_for_writing()
     except BusyError:
