@@ -7,7 +7,7 @@ import pytest
 
 MODULES = ["cbir.settings", "cbir.index.api", "cbir.core.quantize", "cbir.core.colour_query", "cbir.core.colour",
            "cbir.core.histogram", "cbir.core.qfd", "cbir.core.metrics", "cbir.core.kmeans", "cbir.core.codebook",
-           "cbir.imageio"]
+           "cbir.imageio", "cbir.store.codec", "cbir.core.ann"]
 
 
 @pytest.mark.parametrize("name", MODULES)
