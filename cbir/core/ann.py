@@ -156,14 +156,21 @@ class ApproximateQuadraticFormSearch:
         if n < 1:
             raise ValueError("an approximate search ranks the n best (n >= 1); use the exact search for all")
         queries = np.atleast_2d(np.asarray(queries, np.float32))
-        projected = project(self.exact.transform(queries), self.mean, self.axes)
         count = max(self.candidates, 2 * n)
+        keep = max(2 * n, n + 32)  # re-scored in float64: the best by float32 distance, with room for rounding
+        transformed = self.exact.transform(queries)
+        projected = project(transformed, self.mean, self.axes)
         results_rows, results_distances = [], []
-        for query, vector in zip(queries, projected):
+        for query, target, vector in zip(queries, transformed, projected):
             keys = self.graph.search(vector, count, self.width)
             rows = np.searchsorted(self.ids, keys)
             rows = np.unique(rows[(rows < len(self.ids)) & (self.ids[np.minimum(rows, len(self.ids) - 1)] == keys)])
-            distances = self.exact.exact(rows, query)
+            histograms = self.exact.vectors[rows]
+            if len(rows) > keep:
+                differences = self.exact.transform(histograms) - target
+                best = np.argpartition(np.einsum("nd,nd->n", differences, differences), keep - 1)[:keep]
+                rows, histograms = rows[best], histograms[best]
+            distances = self.exact.exact_of(histograms, query)
             order = np.lexsort((rows, distances))[:n]
             results_rows.append(rows[order])
             results_distances.append(distances[order])

@@ -18,6 +18,7 @@ Pure numpy: arrays and bytes in and out.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -51,9 +52,16 @@ def quantise(vectors: np.ndarray) -> np.ndarray:
 
 def dequantise(steps: np.ndarray) -> np.ndarray:
     """``(..., D) uint16`` from :func:`quantise` -> the shares they stand for, ``(steps / 65535)^3`` computed in
-    float64 and rounded once to ``float32``."""
-    root = np.asarray(steps, np.float64) / STEPS
-    return (root * root * root).astype(np.float32)
+    float64 and rounded once to ``float32`` (looked up in a table of the 65,536 values)."""
+    return _shares_of_steps()[np.asarray(steps, np.uint16)]
+
+
+@functools.lru_cache(maxsize=1)
+def _shares_of_steps() -> np.ndarray:
+    root = np.arange(STEPS + 1, dtype=np.float64) / STEPS
+    table = (root * root * root).astype(np.float32)
+    table.flags.writeable = False
+    return table
 
 
 def stored_form(vectors: np.ndarray) -> np.ndarray:
