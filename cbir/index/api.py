@@ -169,9 +169,13 @@ class Index:
     def _loaded(self, exact: bool = False) -> Engine:
         """The loaded engine (loaded on first use; :meth:`search_vectors` loads it again when another connection
         has committed since). ``exact``: the one that scans every histogram of a very large index."""
-        if exact not in self._engines:
-            self._engines[exact] = load_engine(self._store, self._ranking, tuning=self._tuning, exact=exact)
-        return self._engines[exact]
+        if False not in self._engines:
+            self._engines[False] = load_engine(self._store, self._ranking, tuning=self._tuning)
+        if not exact or not self._engines[False].approximate:
+            return self._engines[False]  # an index searched exactly anyway: one engine serves both
+        if True not in self._engines:
+            self._engines[True] = load_engine(self._store, self._ranking, tuning=self._tuning, exact=True)
+        return self._engines[True]
 
     @property
     def settings(self) -> Settings:
@@ -239,7 +243,7 @@ class Index:
         every histogram instead (minutes at ten million images; see :meth:`vector_index_state`).
         """
         exact = exact or n == 0
-        before = self._engines.get(exact)
+        before = self._engines.get(False)
         store = self._store
         with store.snapshot():
             if before is not None and before.version != store.data_version():
