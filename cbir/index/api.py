@@ -137,8 +137,9 @@ class Index:
         rebuild : learn the codebook again and recompute every histogram
         progress : callable(done, total), called as files are processed
         workers : processes that read and describe files (the result is the same with any number)
-        search_cache : afterwards bring a large index's search cache up to date (:meth:`cache_for_search`, with
-            ``cache_progress``); Ctrl-C there sets ``report.interrupted``: no new cache is kept
+        search_cache : afterwards bring a large index's search cache, or a very large index's vector index, up to
+            date (:meth:`cache_for_search`, with ``cache_progress`` and ``workers`` threads); Ctrl-C there sets
+            ``report.interrupted``: no new file is kept (the old one stays, unused once out of date)
 
         Returns
         -------
