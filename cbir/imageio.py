@@ -312,7 +312,12 @@ def read_thumbnail(path: str | os.PathLike[str], size: int) -> np.ndarray:
     DecodeError
         the file cannot be read as an image
     """
-    image = read_image(path, min_side=size)
+    return decode_thumbnail(read_bytes(path), size, name=os.fspath(path))
+
+
+def decode_thumbnail(data: bytes, size: int, *, name: str = "image") -> np.ndarray:
+    """:func:`read_thumbnail` of image file bytes (with the same guards as :func:`decode_image`)."""
+    image = decode_image(data, min_side=size, name=name)
     h, w = image.shape[:2]
     if max(h, w) <= size:
         return image

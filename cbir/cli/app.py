@@ -18,6 +18,7 @@ from .info import info_command
 from .output import stdout
 from .quantize import quantize_command
 from .query import query_command
+from .serve import serve_command
 
 app = typer.Typer(
     help="Content-based image retrieval by k-means colour histograms and the QBIC quadratic-form distance.",
@@ -44,6 +45,7 @@ app.command("query")(query_command)
 app.command("info")(info_command)
 app.command("check")(check_command)
 app.command("evaluate")(evaluate_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:

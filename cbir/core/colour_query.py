@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike
 
 from ..errors import ColourError, Remedy
 from .colour import bin_index, lab_to_srgb, srgb_to_lab
-from .histogram import LUT_BITS
+from .histogram import LUT_BITS, region_map
 
 # The 16 CSS basic colours, both spellings of grey, and a few common extended-CSS names.
 CSS_COLOURS = {
@@ -211,3 +211,46 @@ def target_histogram(rgb: ArrayLike, shares: ArrayLike, lut: np.ndarray, backgro
     block += max(0.0, 1.0 - shares.sum()) * background / background.sum()
     block /= block.sum()
     return np.tile(block, n_blocks).astype(np.float32)
+
+
+def layout_histogram(cells: Sequence[tuple[ArrayLike, ArrayLike] | None], lut: np.ndarray, background: ArrayLike,
+                     layout: str, bits: int = LUT_BITS) -> np.ndarray:
+    """The histogram of a painted layout (QBIC's sketch query): a colour target for each region of a layout.
+
+    Parameters
+    ----------
+    cells : one item per region of ``layout`` (row by row for the grids): None (any colour there) or
+        ``(rgb (T, 3) uint8, shares (T,))`` as :func:`target_histogram` takes them
+    lut : (2**(3*bits),) int, the index's lookup table (colour bin -> codebook colour)
+    background : (K,) float, non-negative, the "any colour" distribution (normalised here)
+    layout : str, the index's layout; a "global+" layout's whole-picture block is the regions' blocks averaged by
+        their areas: what a picture painted that way holds
+
+    Returns
+    -------
+    hist : (n_blocks * K,) float32, each block summing to 1
+
+    Examples
+    --------
+    >>> from cbir.core.histogram import histogram, lookup_table
+    >>> codebook = srgb_to_lab(np.array([[255, 0, 0], [0, 0, 255], [255, 255, 255]], np.uint8))
+    >>> lut = lookup_table(codebook)
+    >>> red, white, blue = ((np.array([c]), [1.0]) for c in ([255, 0, 0], [255, 255, 255], [0, 0, 255]))
+    >>> painted = layout_histogram([red, white, blue, blue], lut, [1, 1, 1], "global+2x2")
+    >>> picture = np.zeros((40, 40, 3), np.uint8)  # a picture painted so: red, white / blue, blue
+    >>> picture[:20, :20], picture[:20, 20:], picture[20:] = (255, 0, 0), (255, 255, 255), (0, 0, 255)
+    >>> painted[:3].tolist(), bool(np.allclose(painted, histogram(picture, lut, 3, "global+2x2")))
+    ([0.25, 0.5, 0.25], True)
+    >>> layout_histogram([red, None, None, None], lut, [1, 1, 1], "2x2")[3:6].tolist()  # any colour: the background
+    [0.3333333432674408, 0.3333333432674408, 0.3333333432674408]
+    """
+    regions, n_regions = region_map(240, 240, layout)
+    if len(cells) != n_regions:
+        raise ValueError(f"layout {layout!r} has {n_regions} regions, got {len(cells)} cells")
+    background = np.asarray(background, np.float64).ravel()
+    blocks = np.stack([target_histogram(*cell, lut, background, 1, bits) if cell is not None
+                       else background / background.sum() for cell in cells])
+    if layout.startswith("global+"):
+        area = np.bincount(regions.ravel(), minlength=n_regions) / regions.size
+        blocks = np.vstack([area @ blocks, blocks])
+    return blocks.reshape(-1).astype(np.float32)

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.colour_query import TargetColour, target_histogram
+from ..core.colour_query import TargetColour, layout_histogram, target_histogram
 from ..core.histogram import histogram, n_blocks, whole_picture_shares
+from ..core.qfd import distance_terms, square_root
 from ..core.quantize import check_image
 from ..errors import DatabaseError, Remedy
 from ..imageio import read_image
@@ -43,6 +44,54 @@ class Result:
     distance: float
     image_id: int
     stored_path: str
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """One indexed image as the database records it.
+
+    image_id : int
+    path : str, the file's path as it opens from the caller's working directory
+    stored_path : str, the path as the database stores it (relative to the database's folder when inside it)
+    size : int, bytes, and mtime_ns : int, the file's modification time, when it was indexed
+    sha256 : str, the SHA-256 of its content then (hex)
+    width, height : int, pixels
+    """
+
+    image_id: int
+    path: str
+    stored_path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Folder:
+    """One page of a folder of the index, as the stored paths see it: ``folder`` (a stored path, "" for the top),
+    the names of its ``subfolders``, ``images`` directly in it (:class:`ImageInfo`, by path, one page of them) and
+    ``count``, how many images are directly in it."""
+
+    folder: str
+    subfolders: list[str]
+    images: list[ImageInfo]
+    count: int
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Distances split exactly by block and colour (:func:`cbir.core.qfd.distance_terms`), for N images.
+
+    terms : (N, B, K) float64, non-negative; each image's terms add up to its squared distance
+    signed : (N, B, K) float64, > 0 where the image holds more of a colour (and the colours like it) than the query
+    weights : (B,) float64, the blocks' weights
+    """
+
+    terms: np.ndarray
+    signed: np.ndarray
+    weights: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -80,16 +129,21 @@ class Index:
         self._ranking = dict(ranking or {})
         self._tuning = tuning
         self._engine: Engine | None = None
+        self._last: Engine | None = None  # the engine loaded last, whose lookup table a reload may keep
+        self._root: tuple[np.ndarray, np.ndarray] | None = None  # (similarity, its square root) for explain
+        self._typical: tuple[Engine, np.ndarray] | None = None  # (engine, its typical distances)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, create: bool = False, ranking: dict[str, Any] | None = None,
-             tuning: Tuning | None = None) -> Index:
+    def open(cls, path: str | os.PathLike[str], *, create: bool = False, read_only: bool = False,
+             ranking: dict[str, Any] | None = None, tuning: Tuning | None = None) -> Index:
         """Open the index database at ``path``.
 
         Parameters
         ----------
         path : the database file; ``~`` is expanded
         create : make the database if it does not exist
+        read_only : open it so that nothing can be written through this Index (a server's), and so that it may be
+            used from any one thread at a time; it still sees what other connections commit
         ranking : ranking settings (``power``, ``kernel``, ``sigma``) overriding the stored ones for searches
         tuning : batch sizes and thresholds (results do not depend on them); None: ``DEFAULT_TUNING``
 
@@ -98,7 +152,8 @@ class Index:
         DatabaseError
             no database there (and not ``create``), or one cbir cannot read
         """
-        return cls(Store.open(os.path.expanduser(os.fspath(path)), create=create), ranking, tuning or DEFAULT_TUNING)
+        return cls(Store.open(os.path.expanduser(os.fspath(path)), create=create, read_only=read_only), ranking,
+                   tuning or DEFAULT_TUNING)
 
     @staticmethod
     def check(path: str | os.PathLike[str], *, files: bool = True) -> CheckReport:
@@ -166,13 +221,20 @@ class Index:
         """The loaded engine (loaded on first use; :meth:`search_vectors` loads it again when another connection
         has committed since)."""
         if self._engine is None:
-            self._engine = load_engine(self._store, self._ranking, tuning=self._tuning)
+            self._engine = self._last = load_engine(self._store, self._ranking, tuning=self._tuning,
+                                                    previous=self._last)
         return self._engine
 
     @property
     def settings(self) -> Settings:
-        """The :class:`cbir.Settings` searches use: the stored ones with this index's ranking overrides."""
-        return self._loaded().settings
+        """The :class:`cbir.Settings` searches use: the stored ones with this index's ranking overrides (read from
+        the database when the histograms are not loaded)."""
+        if self._engine is not None:
+            return self._engine.settings
+        meta = self._store.meta()
+        if "settings" not in meta:
+            raise DatabaseError(f"{self._store.path} has no codebook yet", remedy=Remedy.ADD)
+        return Settings.from_dict(meta["settings"]).with_changes(**self._ranking)
 
     def __len__(self) -> int:
         """Images a search ranks."""
@@ -307,3 +369,60 @@ class Index:
         if ((rows >= len(engine.ids)) | (engine.ids[np.minimum(rows, len(engine.ids) - 1)] != image_ids)).any():
             raise ValueError("image_ids must be ids of indexed images (see image_paths)")
         return (engine.ids[search.search(engine.backend.vectors[row][None], 0)[0][0]] for row in rows)
+
+    # --- what a browser of the index needs --------------------------------------------------------------------
+    def _image_info(self, row: tuple) -> ImageInfo:
+        image_id, stored, size, mtime_ns, sha256, width, height = row
+        return ImageInfo(image_id, self._store.disk_path(stored), stored, size, mtime_ns, sha256, width, height)
+
+    def images(self, image_ids: Sequence[int]) -> list[ImageInfo]:
+        """The indexed images among ``image_ids``, in that order (ids of no indexed image are left out)."""
+        return [self._image_info(row) for row in self._store.image_rows(image_ids)]
+
+    def folder(self, folder: str = "", offset: int = 0, limit: int = 100) -> Folder:
+        """One page of a folder of the index (a stored path: relative to the database's folder when inside it;
+        "" for the top, "/" for the root of absolute paths); each costs what that folder holds, not the index."""
+        with self._store.snapshot():
+            return Folder(folder, self._store.subfolders(folder),
+                          [self._image_info(row) for row in self._store.image_rows_in(folder, offset, limit)],
+                          self._store.count_in(folder))
+
+    def image_count(self) -> int:
+        """Images in the index now (without loading the histograms)."""
+        return self._store.counts(["images"])["images"]
+
+    def layout_vector(self, cells: Sequence[Sequence[TargetColour] | None]) -> np.ndarray:
+        """Histogram of a painted layout (QBIC's sketch query): one colour target (from :func:`cbir.parse_target`)
+        or None (any colour) per region of this index's layout, row by row: ``(B*K,) float32``. See
+        :func:`cbir.core.colour_query.layout_histogram`."""
+        engine = self._loaded()
+        background = np.array([row["share"] for row in self._store.codebook_rows()], np.float64)
+        targets = [None if not cell else (np.array([c.rgb for c in cell], np.uint8), [c.share for c in cell])
+                   for cell in cells]
+        return layout_histogram(targets, engine.lut, background, engine.settings.layout)
+
+    def explain(self, vector: np.ndarray, image_ids: Sequence[int]) -> Explanation:
+        """The distances of the images ``image_ids`` to a query histogram ``vector (B*K,)``, split exactly by block
+        and colour: an :class:`Explanation`."""
+        backend = self._loaded().backend
+        if self._root is None or self._root[0] is not backend.similarity:
+            self._root = (backend.similarity, square_root(backend.similarity))
+        terms, signed = distance_terms(self.histograms(image_ids), vector, self._root[1], power=backend.power,
+                                       weights=backend.weights)
+        return Explanation(terms, signed, backend.weights)
+
+    def typical_distances(self, pairs: int = 2000, seed: int = 0) -> np.ndarray:
+        """Distances between ``pairs`` random pairs of indexed images, sorted: ``(pairs,) float64`` (empty for
+        fewer than two images): what "near" means in this collection. From the search's float32 vectors, made
+        once per load of the index."""
+        engine = self._loaded()
+        if self._typical is None or self._typical[0] is not engine:
+            transformed = engine.backend.transformed
+            distances = np.zeros(0)
+            if len(transformed) > 1:
+                rng = np.random.default_rng(seed)
+                a = rng.integers(0, len(transformed), pairs)
+                b = (a + rng.integers(1, len(transformed), pairs)) % len(transformed)  # never a == b
+                distances = np.sort(np.linalg.norm(transformed[a].astype(np.float64) - transformed[b], axis=1))
+            self._typical = (engine, distances)
+        return self._typical[1]

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from pathlib import Path
@@ -79,6 +81,13 @@ def integrity_check(path: str | os.PathLike) -> list[str] | None:
         conn.close()
 
 
+def _read_only_connection(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect("file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro", uri=True,
+                           check_same_thread=False)
+    conn.execute("PRAGMA query_only = 1")
+    return conn
+
+
 class Store:
     """An open index database. Use :meth:`open`; the constructor only keeps what it is given."""
 
@@ -90,8 +99,10 @@ class Store:
 
     # --- opening -------------------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike, *, create: bool = False) -> Store:
-        """Open the database at ``path``; with ``create``, make it (and its tables) if it does not exist."""
+    def open(cls, path: str | os.PathLike, *, create: bool = False, read_only: bool = False) -> Store:
+        """Open the database at ``path``; with ``create``, make it (and its tables) if it does not exist; with
+        ``read_only``, so that nothing can be written through this connection (SQLite's ``mode=ro`` and
+        ``query_only``), and so that it may be used from any one thread at a time (a server's thread pool)."""
         path = os.fspath(path)
         if os.path.isdir(path):
             raise DatabaseError(f"{path} is a directory, not an index database", remedy=Remedy.DATABASE_FILE)
@@ -99,7 +110,7 @@ class Store:
         if not exists and not create:
             raise DatabaseError(f"no index database at {path}", remedy=Remedy.CREATE)
         try:
-            db = sqlite_utils.Database(path)
+            db = sqlite_utils.Database(_read_only_connection(path) if read_only else path)
             db.execute("PRAGMA busy_timeout = 10000")
             store = cls(db, path)
             names = set(db.table_names())
@@ -461,3 +472,76 @@ class Store:
         """``[(stored path, size, mtime_ns)]`` of every indexed image."""
         return [(r[0], r[1], r[2]) for r in self.db.execute("SELECT path, size, mtime_ns FROM images "
                                                             "WHERE typeof(path) = 'text'")]
+
+    # --- browsing: folders as stored paths see them -----------------------------------------------------------
+    _IMAGE_COLUMNS = "id, path, size, mtime_ns, sha256, width, height"
+
+    @_sqlite_errors
+    def image_rows(self, ids: Iterable[int]) -> list[tuple]:
+        """``(id, path, size, mtime_ns, sha256, width, height)`` of the images among ``ids``, in that order; ids
+        with no image are left out."""
+        ids = [int(i) for i in ids]
+        rows = {row[0]: row for row in self.db.execute(
+            f"SELECT {self._IMAGE_COLUMNS} FROM images WHERE id IN (SELECT value FROM json_each(?))",
+            [json.dumps(ids)])}
+        return [rows[i] for i in ids if i in rows]
+
+    def _rows_directly_in(self, prefix: str) -> Iterator[tuple]:
+        """Image rows directly in the folder whose paths start with ``prefix``, by path: a walk along the path
+        index that jumps over each subfolder in one lookup, so a folder costs what it holds itself."""
+        low, high = _prefix_range(prefix)
+        after = False  # ">=" at a start or after a jump, ">" after the last row seen
+        while True:
+            # Rows are stepped one at a time as they are taken (no LIMIT, no fetchall): a jump costs one lookup.
+            cursor = self.db.conn.execute(f"SELECT {self._IMAGE_COLUMNS} FROM images WHERE path "
+                                          f"{'>' if after else '>='} ? AND path < ? ORDER BY path", [low, high])
+            try:
+                for row in cursor:
+                    rest = row[1][len(prefix):]
+                    if "/" in rest:  # the first path in a subfolder: go on after all of it ("0" follows "/")
+                        low, after = prefix + rest[: rest.index("/")] + "0", False
+                        break
+                    yield row
+                else:
+                    return
+            finally:
+                cursor.close()
+
+    @_sqlite_errors
+    def image_rows_in(self, folder: str, offset: int, limit: int) -> list[tuple]:
+        """Rows (as :meth:`image_rows`) of the images directly in the stored folder ``folder`` ("" for the top,
+        "/" for the root of absolute paths), by path, ``limit`` of them from ``offset``."""
+        return list(itertools.islice(self._rows_directly_in(_folder_prefix(folder)), offset, offset + limit))
+
+    @_sqlite_errors
+    def count_in(self, folder: str) -> int:
+        """How many images are directly in the stored folder ``folder``."""
+        return sum(1 for _ in self._rows_directly_in(_folder_prefix(folder)))
+
+    @_sqlite_errors
+    def subfolders(self, folder: str, limit: int = 10_000) -> list[str]:
+        """Names of the folders directly in the stored folder ``folder``, sorted ("/" at the top for absolute
+        paths): one lookup of the path index per subfolder, jumping from each to the next."""
+        prefix = _folder_prefix(folder)
+        low, high = _prefix_range(prefix)
+        names = []
+        while len(names) < limit:
+            row = self.db.execute("SELECT path FROM images WHERE path >= ? AND path < ? AND "
+                                  "instr(substr(path, ?), '/') > 0 ORDER BY path LIMIT 1",
+                                  [low, high, len(prefix) + 1]).fetchone()
+            if row is None:
+                break
+            name = row[0][len(prefix):].split("/", 1)[0]
+            names.append(name or "/")  # "" before the first "/" of an absolute path: the folder "/"
+            low = prefix + name + "0"  # "0" follows "/": past every path in that subfolder
+        return names
+
+
+def _folder_prefix(folder: str) -> str:
+    """What the stored paths in a stored folder start with: "" for the top, "/" for the root of absolute paths."""
+    return folder if not folder or folder.endswith("/") else folder + "/"
+
+
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    """``(low, high)``: the strings that start with ``prefix`` are those with ``low <= s < high``."""
+    return prefix, prefix + "\U0010ffff"

@@ -1,0 +1,273 @@
+"""Latency of `cbir serve`, measured from a client on 127.0.0.1.
+
+latency: the first results page of a large index. An index of --images photos is written once into --cache: real
+    photo files (hard links to Wang 1000's photos, spread over folders of 1000, so thumbnails are real work) with
+    synthetic but valid histograms (the sample index's codebook and settings; shares that sum to 1 per block, sparse
+    like photos). `cbir serve` runs in its own process. For each query (searches by example id, by colour, by
+    painted layout, by upload): the results page (HTML) and then its thumbnails, 6 at a time as a browser fetches
+    them, after one warm-up round that fills the thumbnail cache; medians and the spread over --rounds.
+load: --clients concurrent clients for --seconds against a real index (Wang 1000) while `cbir index` adds
+    photos (ukbench1000) to it: a mix of searches (example, colour, layout), thumbnails and folder pages. Reports
+    per kind the count, failures and latency percentiles.
+
+    python tests/benchmarks/bench_web.py latency [--images 100000] [--rounds 5] [--cache /tmp/cbir-bench-web]
+    python tests/benchmarks/bench_web.py load [--clients 20] [--seconds 30] [--cache /tmp/cbir-bench-web]
+"""
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+SAMPLE_DB = os.path.join(REPO, "sample_index", "index.db")
+
+
+def synthetic_blocks(rng, count, blocks, k):
+    """(count, blocks*k) float32: per block a few dominant colours, shares summing to 1."""
+    x = rng.gamma(0.08, size=(count, blocks, k)).astype(np.float32)
+    x[np.arange(count)[:, None], np.arange(blocks)[None], rng.integers(0, k, (count, blocks))] += 0.05
+    return (x / x.sum(2, keepdims=True)).reshape(count, blocks * k)
+
+
+def make_large_index(folder, images, data, seed=0):
+    """An index of ``images`` photos in ``folder``/index.db (made once; reused while it has that many)."""
+    from cbir.features import n_blocks
+    from cbir.storage import Store
+
+    db = os.path.join(folder, "index.db")
+    if os.path.exists(db):
+        with Store.open(db) as store:
+            if store.counts(("images",))["images"] == images:
+                return db
+    shutil.rmtree(folder, ignore_errors=True)
+    sources = os.path.join(folder, "sources")
+    os.makedirs(sources)
+    wang = sorted(os.path.join(data, "wang1000", f) for f in os.listdir(os.path.join(data, "wang1000"))
+                  if f.endswith(".jpg"))
+    copies = []
+    for path in wang:  # copied once, then hard-linked: 100k real files at the cost of 1000
+        copy = os.path.join(sources, os.path.basename(path))
+        shutil.copyfile(path, copy)
+        with open(copy, "rb") as handle:
+            copies.append((copy, hashlib.sha256(handle.read()).hexdigest()))
+    with Store.open(SAMPLE_DB) as sample:
+        meta, rows, codebook = sample.meta(), sample.codebook_rows(), sample.codebook()
+    k, blocks = len(codebook), n_blocks(meta["settings"]["layout"])
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    with Store.open(db, create=True) as store:
+        store.replace_codebook(codebook, [r["hex"] for r in rows], [r["share"] for r in rows],
+                               {key: meta[key] for key in meta if key not in ("schema_version", "codebook_created")})
+        for start in range(0, images, 5000):
+            count = min(5000, images - start)
+            vectors = synthetic_blocks(rng, count, blocks, k)
+            records = []
+            for i, vector in zip(range(start, start + count), vectors):
+                source, sha256 = copies[i % len(copies)]
+                stored = f"photos/{i // 1000:03d}/{i:06d}.jpg"
+                os.makedirs(os.path.join(folder, os.path.dirname(stored)), exist_ok=True)
+                os.link(source, os.path.join(folder, stored))
+                info = os.stat(source)
+                records.append((stored, info.st_size, info.st_mtime_ns, sha256, 384, 256, vector))
+            store.write_batch(records)
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    print(f"# wrote {db}: {images} photos in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    return db
+
+
+class Server:
+    """`cbir serve` in its own process, on a free port of 127.0.0.1."""
+
+    def __init__(self, db, *extra):
+        self.process = subprocess.Popen([sys.executable, "-m", "cbir", "serve", "--db", db, *extra],
+                                        stdout=subprocess.PIPE, text=True, cwd=REPO)
+        line = self.process.stdout.readline()
+        if not line.startswith("http://127.0.0.1:"):
+            self.stop()
+            raise SystemExit(f"cbir serve did not start: {line!r}")
+        self.url = line.split()[0].rstrip("/")
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def thumbnails_of(html):
+    import re
+
+    return re.findall(r'<img src="(/image/\d+/thumb\?v=[0-9a-f]*)"', html)
+
+
+async def results_page(client, method, url, **kwargs):
+    """Seconds for the page, and for the page and all its thumbnails (6 at a time), and the number of thumbnails."""
+    started = time.perf_counter()
+    response = await client.request(method, url, **kwargs)
+    response.raise_for_status()
+    page = time.perf_counter() - started
+    thumbs = thumbnails_of(response.text)
+    gate = asyncio.Semaphore(6)
+
+    async def fetch(src):
+        async with gate:
+            (await client.get(src)).raise_for_status()
+
+    await asyncio.gather(*(fetch(src) for src in thumbs))
+    return page, time.perf_counter() - started, len(thumbs)
+
+
+def latency(args):
+    import httpx
+
+    db = make_large_index(os.path.join(args.cache, f"large-{args.images}"), args.images, args.data)
+    upload = open(os.path.join(REPO, "sample_index", "images", "kodim23.jpg"), "rb").read()
+    rng = random.Random(1)
+    queries = {
+        "example id": [("GET", f"/search?like={rng.randrange(1, args.images)}", {}) for _ in range(args.queries)],
+        "colour": [("GET", "/search?color=%231e90ff:40&color=white:20", {}), ("GET", "/search?color=green:60", {}),
+                   ("GET", "/search?color=red:30&color=black:30", {})],
+        "layout": [("GET", "/search?layout=" + ",".join(["skyblue"] * 3 + [""] * 3 + ["green"] * 3), {})],
+        "upload": [("POST", "/search", {"files": {"image": ("kodim23.jpg", upload, "image/jpeg")}})],
+    }
+    loaded = time.perf_counter()
+    with Server(db) as server:
+        async def run():
+            async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
+                first = await results_page(client, "GET", "/search?like=1")  # loads the index
+                opened = time.perf_counter() - loaded
+                for kind in queries:  # warm-up: thumbnails made and cached
+                    for method, url, kwargs in queries[kind]:
+                        await results_page(client, method, url, **kwargs)
+                timings = {kind: [] for kind in queries}
+                for _ in range(args.rounds):
+                    for kind in queries:
+                        for method, url, kwargs in queries[kind]:
+                            timings[kind].append(await results_page(client, method, url, **kwargs))
+                return first, opened, timings
+
+        first, opened, timings = asyncio.run(run())
+    print(f"# {args.images:,} images; server start to first results page (index loaded): {opened:.2f} s; "
+          f"load {open('/proc/loadavg').read().split()[:3]}")
+    print("| query | pages | page (HTML) median [min-max] | page + thumbnails median [min-max] | thumbnails |")
+    print("|---|---|---|---|---|")
+    for kind, rows in timings.items():
+        pages, whole = [r[0] * 1000 for r in rows], [r[1] * 1000 for r in rows]
+        print(f"| {kind} | {len(rows)} | {statistics.median(pages):.0f} ms [{min(pages):.0f}-{max(pages):.0f}] | "
+              f"{statistics.median(whole):.0f} ms [{min(whole):.0f}-{max(whole):.0f}] | {rows[0][2]} |")
+
+
+def percentile(values, q):
+    return float(np.percentile(values, q)) * 1000 if values else float("nan")
+
+
+def load(args):
+    import httpx
+
+    folder = os.path.join(args.cache, "load")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    db = os.path.join(folder, "index.db")
+    subprocess.run([sys.executable, "-m", "cbir", "index", os.path.join(args.data, "wang1000"), "--db", db],
+                   check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    added = os.path.join(args.data, "ukbench1000")
+    with Server(db) as server:
+        async def run():
+            limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+            async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
+                info = (await client.get("/api/info")).json()
+                count = info["images"]
+                kinds = {
+                    "search by example": (0.2, lambda r: f"/search?like={r.randrange(1, count)}"),
+                    "search by colour": (0.1, lambda r: f"/search?color={r.choice(info['codebook'])['hex'].replace('#', '%23')}:"
+                                                        f"{r.randrange(20, 80)}"),
+                    "search by layout": (0.1, lambda r: "/search?layout=" + ",".join(
+                        r.choice(info["codebook"])["hex"].replace("#", "%23") if r.random() < 0.5 else ""
+                        for _ in range(9))),
+                    "api search": (0.1, lambda r: f"/api/search?like={r.randrange(1, count)}&n=10"),
+                    "thumbnail": (0.4, None),
+                    "folder page": (0.1, lambda r: "/?folder="),
+                }
+                names, weights = list(kinds), [kinds[k][0] for k in kinds]
+                seen_thumbs = []
+                latencies = {k: [] for k in kinds}
+                failures = {k: 0 for k in kinds}
+                deadline = time.perf_counter() + args.seconds
+
+                async def user(seed):
+                    r = random.Random(seed)
+                    while time.perf_counter() < deadline:
+                        kind = r.choices(names, weights)[0]
+                        if kind == "thumbnail":
+                            url = r.choice(seen_thumbs) if seen_thumbs else f"/image/{r.randrange(1, count)}/thumb"
+                        else:
+                            url = kinds[kind][1](r)
+                        started = time.perf_counter()
+                        try:
+                            response = await client.get(url)
+                            ok = response.status_code == 200
+                        except httpx.HTTPError:
+                            ok = False
+                        latencies[kind].append(time.perf_counter() - started)
+                        if not ok:
+                            failures[kind] += 1
+                        elif url.startswith("/search"):
+                            seen_thumbs.extend(thumbnails_of(response.text)[:8])
+
+                indexer = subprocess.Popen([sys.executable, "-m", "cbir", "index", added, "--db", db], cwd=REPO,
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                await asyncio.gather(*(user(i) for i in range(args.clients)))
+                still_indexing = indexer.poll() is None
+                indexer.wait()
+                final = (await client.get("/api/info")).json()["images"]
+                return latencies, failures, count, final, still_indexing
+
+        latencies, failures, before, after, still = asyncio.run(run())
+    print(f"# {args.clients} clients for {args.seconds} s; index grew from {before} to {after} images while serving "
+          f"({'index run still going at the end' if still else 'index run finished during the test'}); "
+          f"load {open('/proc/loadavg').read().split()[:3]}")
+    print("| request | count | failed | p50 | p95 | p99 | max |")
+    print("|---|---|---|---|---|---|---|")
+    for kind, values in latencies.items():
+        print(f"| {kind} | {len(values)} | {failures[kind]} | {percentile(values, 50):.0f} ms | "
+              f"{percentile(values, 95):.0f} ms | {percentile(values, 99):.0f} ms | "
+              f"{max(values) * 1000 if values else float('nan'):.0f} ms |")
+    if sum(failures.values()):
+        raise SystemExit(f"{sum(failures.values())} requests failed")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("latency", "load"))
+    parser.add_argument("--images", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=5, help="searches by example id per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--cache", default="/tmp/cbir-bench-web")
+    parser.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data"), help="the shared data sets")
+    args = parser.parse_args()
+    (latency if args.what == "latency" else load)(args)
+
+
+if __name__ == "__main__":
+    main()
