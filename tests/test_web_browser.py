@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from cbir.imageio import decode_image, encode_image
+
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1280,900")
+         "--disable-dev-shm-usage", "--window-size=1280,1200")
 
 
 def chromium():
@@ -73,16 +75,23 @@ def screenshots():
     return folder
 
 
-def page(browser, screenshots, name):
-    """Screenshot the page as ``web-NAME.png``; fail on anything it logged at error level."""
-    from selenium.webdriver.common.by import By
+VISIBLE_IMAGES = ("return [...document.images].filter(i => i.getBoundingClientRect().top < innerHeight)"
+                  ".map(i => [i.src, i.complete, i.naturalWidth])")
 
-    browser.save_screenshot(str(screenshots / f"web-{name}.png"))
+
+def page(browser, screenshots, name):
+    """Wait for the pictures in view (thumbnails are made on first view), screenshot the page as ``web-NAME.jpg``;
+    fail on a picture that did not load and on anything the page logged at error level."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 30).until(lambda b: all(done for _, done, _ in b.execute_script(VISIBLE_IMAGES)))
+    broken = [src for src, _, width in browser.execute_script(VISIBLE_IMAGES) if width == 0]
+    assert not broken, broken
+    shot = decode_image(browser.get_screenshot_as_png(), name=name)
+    (screenshots / f"web-{name}.jpg").write_bytes(encode_image(shot, ".jpg"))  # a quarter of the PNG's size
     errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
-    broken = browser.execute_script(
-        "return [...document.images].filter(i => i.complete && i.naturalWidth === 0).map(i => i.src)")
-    assert not broken, broken
     return browser.find_element(By.TAG_NAME, "main")
 
 

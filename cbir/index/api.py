@@ -411,7 +411,7 @@ class Index:
                                        weights=backend.weights)
         return Explanation(terms, signed, backend.weights)
 
-    def typical_distances(self, pairs: int = 2000, seed: int = 0) -> np.ndarray:
+    def typical_distances(self, pairs: int = 1000, seed: int = 0) -> np.ndarray:
         """Distances between ``pairs`` random pairs of indexed images, sorted: ``(pairs,) float64`` (empty for
         fewer than two images): what "near" means in this collection. From the search's float32 vectors, made
         once per load of the index."""
@@ -423,6 +423,6 @@ class Index:
                 rng = np.random.default_rng(seed)
                 a = rng.integers(0, len(transformed), pairs)
                 b = (a + rng.integers(1, len(transformed), pairs)) % len(transformed)  # never a == b
-                distances = np.sort(np.linalg.norm(transformed[a].astype(np.float64) - transformed[b], axis=1))
+                distances = np.sort(np.linalg.norm(transformed[a] - transformed[b], axis=1)).astype(np.float64)
             self._typical = (engine, distances)
         return self._typical[1]

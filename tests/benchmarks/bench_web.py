@@ -10,7 +10,11 @@ load: --clients concurrent clients for --seconds against a real index (Wang 1000
     photos (ukbench1000) to it: a mix of searches (example, colour, layout), thumbnails and folder pages. Reports
     per kind the count, failures and latency percentiles.
 
+browser: the same results pages in headless Chromium (Debian's, through Selenium): from the request to the load
+    event, when the page and all its thumbnails are there, by the browser's Navigation Timing.
+
     python tests/benchmarks/bench_web.py latency [--images 100000] [--rounds 5] [--cache /tmp/cbir-bench-web]
+    python tests/benchmarks/bench_web.py browser [--images 100000] [--rounds 5]
     python tests/benchmarks/bench_web.py load [--clients 20] [--seconds 30] [--cache /tmp/cbir-bench-web]
 """
 
@@ -42,8 +46,8 @@ def synthetic_blocks(rng, count, blocks, k):
 
 def make_large_index(folder, images, data, seed=0):
     """An index of ``images`` photos in ``folder``/index.db (made once; reused while it has that many)."""
-    from cbir.features import n_blocks
-    from cbir.storage import Store
+    from cbir.core.histogram import n_blocks
+    from cbir.store import Store
 
     db = os.path.join(folder, "index.db")
     if os.path.exists(db):
@@ -136,8 +140,16 @@ async def results_page(client, method, url, **kwargs):
     return page, time.perf_counter() - started, len(thumbs)
 
 
+def http_client():
+    try:
+        import httpx2 as httpx
+    except ImportError:
+        import httpx
+    return httpx
+
+
 def latency(args):
-    import httpx
+    httpx = http_client()
 
     db = make_large_index(os.path.join(args.cache, f"large-{args.images}"), args.images, args.data)
     upload = open(os.path.join(REPO, "sample_index", "images", "kodim23.jpg"), "rb").read()
@@ -176,12 +188,79 @@ def latency(args):
               f"{statistics.median(whole):.0f} ms [{min(whole):.0f}-{max(whole):.0f}] | {rows[0][2]} |")
 
 
+def chromium():
+    """Headless Debian chromium through Selenium and Debian's chromium-driver (named, so nothing is downloaded)."""
+    import tempfile
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={tempfile.mkdtemp()}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+
+
+def browser_latency(args):
+    """The results page as a browser shows it: from the request to the load event (the page and every thumbnail
+    loaded), by the browser's own Navigation Timing, the HTTP cache disabled so every thumbnail is asked for."""
+    db = make_large_index(os.path.join(args.cache, f"large-{args.images}"), args.images, args.data)
+    rng = random.Random(2)
+    urls = {"example id": [f"/search?like={rng.randrange(1, args.images)}" for _ in range(args.queries)],
+            "colour": ["/search?color=%231e90ff:40&color=white:20", "/search?color=green:60",
+                       "/search?color=red:30&color=black:30"],
+            "layout": ["/search?layout=" + ",".join(["skyblue"] * 3 + [""] * 3 + ["green"] * 3)]}
+    upload = os.path.join(REPO, "sample_index", "images", "kodim23.jpg")
+    with Server(db) as server:
+        driver = chromium()
+        try:
+            driver.execute_cdp_cmd("Network.enable", {})
+            driver.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
+            timing = "const t = performance.getEntriesByType('navigation')[0]; return [t.responseEnd, t.loadEventEnd];"
+
+            def visit(kind, url):
+                if kind == "upload":
+                    driver.get(server.url + "/example")
+                    driver.find_element("id", "image").send_keys(upload)
+                    driver.find_element("css selector", "#upload button[type=submit]").click()
+                else:
+                    driver.get(server.url + url)
+                for _ in range(200):  # a form's submit returns before its page has loaded
+                    page, whole = driver.execute_script(timing)
+                    if whole > 0 and driver.find_elements("css selector", ".result"):
+                        return page, whole, len(driver.find_elements("css selector", ".result img"))
+                    time.sleep(0.01)
+                raise SystemExit(f"{url}: no results page")
+
+            queries = [(kind, url) for kind in urls for url in urls[kind]] + [("upload", None)]
+            for kind, url in queries:  # warm-up: the index loaded, the thumbnails made and cached
+                visit(kind, url)
+            timings = {kind: [] for kind, _ in queries}
+            for _ in range(args.rounds):
+                for kind, url in queries:
+                    page, whole, count = visit(kind, url)
+                    timings[kind].append((page / 1000, whole / 1000, count))
+        finally:
+            driver.quit()
+    print(f"# {args.images:,} images, headless Chromium, HTTP cache off; load {open('/proc/loadavg').read().split()[:3]}")
+    print("| query | pages | page (HTML) median [min-max] | page + thumbnails (load event) median [min-max] | "
+          "thumbnails |")
+    print("|---|---|---|---|---|")
+    for kind, rows in timings.items():
+        pages, whole = [r[0] * 1000 for r in rows], [r[1] * 1000 for r in rows]
+        print(f"| {kind} | {len(rows)} | {statistics.median(pages):.0f} ms [{min(pages):.0f}-{max(pages):.0f}] | "
+              f"{statistics.median(whole):.0f} ms [{min(whole):.0f}-{max(whole):.0f}] | {rows[0][2]} |")
+
+
 def percentile(values, q):
     return float(np.percentile(values, q)) * 1000 if values else float("nan")
 
 
 def load(args):
-    import httpx
+    httpx = http_client()
 
     folder = os.path.join(args.cache, "load")
     shutil.rmtree(folder, ignore_errors=True)
@@ -196,13 +275,14 @@ def load(args):
             async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
                 info = (await client.get("/api/info")).json()
                 count = info["images"]
+                def colour(r):
+                    return r.choice(info["codebook"])["hex"].replace("#", "%23")
+
                 kinds = {
                     "search by example": (0.2, lambda r: f"/search?like={r.randrange(1, count)}"),
-                    "search by colour": (0.1, lambda r: f"/search?color={r.choice(info['codebook'])['hex'].replace('#', '%23')}:"
-                                                        f"{r.randrange(20, 80)}"),
+                    "search by colour": (0.1, lambda r: f"/search?color={colour(r)}:{r.randrange(20, 80)}"),
                     "search by layout": (0.1, lambda r: "/search?layout=" + ",".join(
-                        r.choice(info["codebook"])["hex"].replace("#", "%23") if r.random() < 0.5 else ""
-                        for _ in range(9))),
+                        colour(r) if r.random() < 0.5 else "" for _ in range(9))),
                     "api search": (0.1, lambda r: f"/api/search?like={r.randrange(1, count)}&n=10"),
                     "thumbnail": (0.4, None),
                     "folder page": (0.1, lambda r: "/?folder="),
@@ -257,7 +337,7 @@ def load(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("latency", "load"))
+    parser.add_argument("what", choices=("latency", "browser", "load"))
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=5, help="searches by example id per round")
     parser.add_argument("--rounds", type=int, default=5)
@@ -266,7 +346,7 @@ def main():
     parser.add_argument("--cache", default="/tmp/cbir-bench-web")
     parser.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data"), help="the shared data sets")
     args = parser.parse_args()
-    (latency if args.what == "latency" else load)(args)
+    {"latency": latency, "browser": browser_latency, "load": load}[args.what](args)
 
 
 if __name__ == "__main__":
