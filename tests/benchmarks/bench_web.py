@@ -178,8 +178,10 @@ def latency(args):
                 return first, opened, timings
 
         first, opened, timings = asyncio.run(run())
+    search = search_alone(db, args)
     print(f"# {args.images:,} images; server start to first results page (index loaded): {opened:.2f} s; "
-          f"load {open('/proc/loadavg').read().split()[:3]}")
+          f"load {open('/proc/loadavg').read().split()[:3]}; the search alone (Index.search_vectors, 25 results, "
+          f"in one process, same run): median {search:.0f} ms")
     print("| query | pages | page (HTML) median [min-max] | page + thumbnails median [min-max] | thumbnails |")
     print("|---|---|---|---|---|")
     for kind, rows in timings.items():
@@ -245,7 +247,9 @@ def browser_latency(args):
                     timings[kind].append((page / 1000, whole / 1000, count))
         finally:
             driver.quit()
-    print(f"# {args.images:,} images, headless Chromium, HTTP cache off; load {open('/proc/loadavg').read().split()[:3]}")
+    search = search_alone(db, args)
+    load = open("/proc/loadavg").read().split()[:3]
+    print(f"# {args.images:,} images, headless Chromium, HTTP cache off; load {load}; the search alone (Index.search_vectors, 25 results, in one process, same run): median {search:.0f} ms")
     print("| query | pages | page (HTML) median [min-max] | page + thumbnails (load event) median [min-max] | "
           "thumbnails |")
     print("|---|---|---|---|---|")
@@ -253,6 +257,22 @@ def browser_latency(args):
         pages, whole = [r[0] * 1000 for r in rows], [r[1] * 1000 for r in rows]
         print(f"| {kind} | {len(rows)} | {statistics.median(pages):.0f} ms [{min(pages):.0f}-{max(pages):.0f}] | "
               f"{statistics.median(whole):.0f} ms [{min(whole):.0f}-{max(whole):.0f}] | {rows[0][2]} |")
+
+
+def search_alone(db, args):
+    """Median milliseconds of ``Index.search_vectors`` for examples from the index: the engine's share of a page."""
+    from cbir import Index
+
+    rng = random.Random(3)
+    with Index.open(db, read_only=True) as index:
+        vectors = index.histograms([rng.randrange(1, args.images) for _ in range(10)])
+        index.search_vectors(vectors[:1], 25)
+        times = []
+        for vector in vectors:
+            started = time.perf_counter()
+            index.search_vectors([vector], 25)
+            times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
 
 
 def percentile(values, q):
