@@ -21,7 +21,7 @@ from .errors import (
     SettingsError,
     WriteError,
 )
-from .imageio import read_image, write_image
+from .imageio import read_image, write_image, write_palette_image
 from .settings import Settings
 
 __version__ = "0.1.0"
@@ -55,6 +55,7 @@ __all__ = [
     "read_image",
     "rgb_mse",
     "write_image",
+    "write_palette_image",
 ]
 
 
