@@ -141,3 +141,140 @@ def test_full_rankings_follow_the_exact_values_where_float_rounding_decides():
     assert not np.array_equal(np.argsort(product, kind="stable"), reference_order(exact))  # the trap is set
     ranked = next(search.full_rankings(flat))
     np.testing.assert_array_equal(ranked, reference_order(exact))
+
+
+# --- through Index -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    from helpers import write_photos
+
+    from cbir import Index
+
+    folder = write_photos(tmp_path_factory.mktemp("feedback") / "photos", 24)
+    db = folder.parent / "f.db"
+    with Index.open(db, create=True) as index:
+        index.add(folder, settings={"colors": 8})
+        ids, paths = index.image_paths()
+    return db, ids, paths
+
+
+def ranked_by_point(index, histograms, liked):
+    """The naive ranking for examples given as histograms (the first ``liked`` positive): every image's exact
+    distance to the feedback point, sorted (ties by row)."""
+    engine = index._loaded()
+    points = engine.backend.transform64(np.asarray(histograms, np.float32))
+    point = engine.feedback.point(points[:liked], points[liked:])
+    exact = engine.backend.exact_to_point(np.arange(len(engine.ids)), point)
+    order = reference_order(exact)
+    return [int(i) for i in engine.ids[order]], exact[order]
+
+
+def test_search_by_several_examples_of_every_kind_equals_the_naive_ranking(indexed):
+    from cbir import Index, parse_target, read_image
+
+    db, ids, paths = indexed
+    red = parse_target(["#d03020:60"])
+    with Index.open(db) as index:
+        examples = [paths[0], read_image(paths[1]), int(ids[2]), red]
+        histograms = [index.query_vector(paths[0]), index.query_vector(paths[1]), index.histograms([ids[2]])[0],
+                      index.colour_vector(red)]
+        for liked, disliked in [([0, 1], []), ([0, 1, 2, 3], []), ([0], [3]), ([2, 3], [0]), ([3], [1, 2])]:
+            results = index.search([examples[i] for i in liked], n=0, negative=[examples[i] for i in disliked])
+            expected_ids, expected_distances = ranked_by_point(index, [histograms[i] for i in liked + disliked],
+                                                               len(liked))
+            assert [r.image_id for r in results] == expected_ids, (liked, disliked)
+            np.testing.assert_allclose([r.distance for r in results], expected_distances, rtol=1e-12)
+            assert [r.rank for r in results] == list(range(1, len(ids) + 1))
+
+
+def test_one_example_alone_is_the_plain_search(indexed):
+    from cbir import Index
+
+    db, ids, paths = indexed
+    with Index.open(db) as index:
+        plain = index.search_vectors([index.query_vector(paths[5])], n=5)[0]
+        assert index.search(paths[5], n=5) == plain
+        assert index.search([paths[5]], n=5) == plain
+        by_id = index.search(int(ids[5]), n=5)
+        assert [r.image_id for r in by_id] == [r.image_id for r in plain] and by_id[0].distance == 0.0
+        # the same files by id and by path: the same histograms, the same ranking
+        together = index.search([paths[5], paths[6]], n=5)
+        assert index.search([ids[5], ids[6]], n=5) == together
+
+
+def test_negative_examples_push_their_likes_down(indexed):
+    from cbir import Index
+
+    db, ids, paths = indexed
+    with Index.open(db) as index:
+        before = [r.image_id for r in index.search([paths[0], paths[1]], n=0)]
+        disliked = before[2]
+        after = [r.image_id for r in index.search([paths[0], paths[1]], n=0, negative=[disliked])]
+        assert after.index(disliked) > before.index(disliked)
+
+
+def test_bad_examples_are_refused_with_the_fix(indexed):
+    from cbir import Index
+
+    db, ids, paths = indexed
+    with Index.open(db) as index:
+        for query, negative, message in [([], (), "at least one example"), (True, (), "not an example"),
+                                         ([paths[0], 2.5], (), "not an example"),
+                                         (int(ids.max()) + 7, (), "no indexed image has id"),
+                                         (paths[0], [int(ids.max()) + 7], "no indexed image has id")]:
+            with pytest.raises(ValueError, match=message):
+                index.search(query, negative=negative)
+
+
+def test_full_rankings_with_feedback_equal_the_search(indexed):
+    from cbir import Index
+
+    db, ids, paths = indexed
+    with Index.open(db) as index:
+        queries = [int(ids[0]), int(ids[3]), int(ids[9])]
+        relevant = [[int(ids[1]), int(ids[2])], [], []]
+        not_relevant = [[int(ids[4])], [int(ids[5])], []]
+        ranked = list(index.full_rankings(queries, relevant=relevant, not_relevant=not_relevant))
+        for query, liked, disliked, got in zip(queries, relevant, not_relevant, ranked):
+            expected = [r.image_id for r in index.search([query, *liked], negative=disliked, n=0)]
+            assert list(got) == expected
+        among = ids[::2]
+        got = next(index.full_rankings([int(ids[0])], among=among, relevant=[[int(ids[2])]], not_relevant=[[]]))
+        full = [r.image_id for r in index.search([int(ids[0]), int(ids[2])], n=0)]
+        assert list(got) == [i for i in full if i in set(among.tolist())]
+        with pytest.raises(ValueError, match="quadratic form only"):
+            index.full_rankings(queries, distance="l1", relevant=relevant)
+
+
+# --- the command line --------------------------------------------------------------------------------------
+def test_query_together_and_not_on_the_command_line(cli, indexed):
+    import json
+
+    from cbir import Index
+
+    db, ids, paths = indexed
+    code, out, err = cli("query", paths[0], paths[1], "--together", "--not", paths[2], "--db", db, "-n", 4, "--json")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 1  # one ranking for the set
+    assert lines[0]["examples"] == [paths[0], paths[1]] and lines[0]["not"] == [paths[2]]
+    with Index.open(db) as index:
+        expected = index.search([paths[0], paths[1]], n=4, negative=[paths[2]])
+    assert [r["path"] for r in lines[0]["results"]] == [r.path for r in expected]
+    assert [r["distance"] for r in lines[0]["results"]] == [round(r.distance, 6) for r in expected]
+    # without --together: one ranking per image, each ranked unlike the --not-color colours
+    code, out, err = cli("query", paths[0], paths[1], "--not-color", "red:40", "--db", db, "-n", 3, "--json")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 2 and lines[1]["not"] == ["red 40%, any colour 60%"]
+    with Index.open(db) as index:
+        from cbir import parse_target
+
+        expected = index.search(paths[1], n=3, negative=[parse_target(["red:40"])])
+    assert [r["path"] for r in lines[1]["results"]] == [r.path for r in expected]
+    # an image and a colour query together, as a table
+    code, out, err = cli("query", paths[3], "--color", "blue:30", "--together", "--db", db, "-n", 2)
+    assert code == 0, err
+    assert f"blue 30%, any colour 70% + {paths[3].rsplit('/', 1)[-1]}" in out
+    code, _, err = cli("query", paths[3], "--not", "/no/such.jpg", "--db", db)
+    assert code == 1 and err.startswith("Error:")

@@ -24,6 +24,8 @@ from .run import IndexReport, index_paths
 from .tuning import Tuning
 
 Progress = Callable[[int, int], None]
+# An example a search ranks like (or unlike): an image file, an image array, an indexed image's id, a colour query.
+Example = str | os.PathLike[str] | np.ndarray | int | Sequence[TargetColour]
 DEFAULT_TUNING = Tuning()  # what Index.open uses when given none (the faces never pass one)
 
 
@@ -132,6 +134,7 @@ class Index:
         self._last: Engine | None = None  # the engine loaded last, whose lookup table a reload may keep
         self._root: tuple[np.ndarray, np.ndarray] | None = None  # (similarity, its square root) for explain
         self._typical: tuple[Engine, np.ndarray] | None = None  # (engine, its typical distances)
+        self._experiments: Engine | None = None  # the in-memory engine of full_rankings
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, create: bool = False, read_only: bool = False,
@@ -260,17 +263,57 @@ class Index:
         return target_histogram(np.array([c.rgb for c in colours], np.uint8), [c.share for c in colours],
                                 engine.lut, background, n_blocks(engine.settings.layout))
 
-    def search(self, query: str | os.PathLike[str] | np.ndarray, n: int = 10) -> list[Result]:
-        """Rank the indexed images for one query image (a path or an ``(H, W, 3) uint8`` array); ``n=0``: all.
+    def search(self, query: Example | Sequence[Example], n: int = 10, *, negative: Sequence[Example] = ()
+               ) -> list[Result]:
+        """Rank the indexed images for a query; ``n=0``: all.
+
+        An example is an image file (a path), an image (an ``(H, W, 3) uint8`` array), an indexed image (its id, an
+        int, as in :attr:`Result.image_id`) or a colour query (a list of :class:`cbir.TargetColour`, from
+        :func:`cbir.parse_target`). ``query`` is one example, or a list of examples ranked together: one ranking
+        for the set. ``negative`` lists examples the ranking should be unlike.
+
+        One example without negatives ranks by the distance to it. Otherwise the examples make one new query point
+        (:mod:`cbir.core.feedback`): the ranking is by the exact quadratic-form distance to that point (the
+        distances are to the point, not to any one example), and it costs what a one-example query costs. This is
+        also relevance feedback: after a search for ``q``, ``index.search([q, *liked_ids], negative=disliked_ids)``
+        ranks again with the results the user marked, by their ``image_id``.
 
         Raises
         ------
         DecodeError
-            the query file cannot be read as an image
+            an example file cannot be read as an image
+        ValueError
+            an example of no known kind, an id no indexed image has, or no positive example
         DatabaseError
             the index holds nothing to search, or cannot be read
         """
-        return self.search_vectors([self.query_vector(query)], n)[0]
+        positives, negatives = _examples(query), _examples(negative)
+        if not positives:
+            raise ValueError("give at least one example to rank like (negative examples alone rank nothing)")
+        if len(positives) == 1 and not negatives and not isinstance(positives[0], int):
+            return self.search_vectors([self._example_vector(positives[0])], n)[0]
+        own = [self._example_vector(e) for e in positives + negatives if not isinstance(e, int)]
+        with self._store.snapshot():
+            engine = self._current()
+            vectors = iter(own)
+            stored = [e for e in positives + negatives if isinstance(e, int)]
+            stored = iter(engine.backend.vectors[engine.rows_of(stored)] if stored else [])
+            histograms = [next(stored) if isinstance(e, int) else next(vectors) for e in positives + negatives]
+            points = engine.backend.transform64(np.asarray(histograms, np.float32))
+            if len(positives) == 1 and not negatives:  # an indexed image alone: its own histogram
+                rows, distances = engine.backend.search(histograms[:1], n)
+            else:
+                point = engine.feedback.point(points[: len(positives)], points[len(positives) :])
+                rows, distances = engine.backend.search_points(point[None], n)
+            paths = engine.paths(rows[0])
+        return [self._result(rank, path, float(d), int(engine.ids[row]))
+                for rank, (row, d, path) in enumerate(zip(rows[0], distances[0], paths), 1)]
+
+    def _example_vector(self, example: Example) -> np.ndarray:
+        """Histogram of an example that is not an indexed image's id."""
+        if isinstance(example, (str, os.PathLike, np.ndarray)):
+            return self.query_vector(example)
+        return self.colour_vector(example)
 
     def search_colours(self, colours: Sequence[TargetColour], n: int = 10) -> list[Result]:
         """Rank the indexed images for a colour query (QBIC's colour-percentage query), e.g.
@@ -283,18 +326,23 @@ class Index:
         Scores, re-scoring and paths are read in one snapshot of the database, the index loaded again first if
         another connection committed since it was loaded (an index run adding photos meanwhile).
         """
-        before = self._engine
-        store = self._store
-        with store.snapshot():
-            if before is not None and before.version != store.data_version():
-                self._engine = None  # an index run added or removed photos: search what is there now
-            engine = self._loaded()
-            if before is not None and engine is not before and not np.array_equal(engine.codebook, before.codebook):
-                raise DatabaseError(f"{store.path} was rebuilt with a new codebook during this query; run it again")
+        with self._store.snapshot():
+            engine = self._current()
             rows, distances = engine.backend.search(np.asarray(vectors, np.float32), n)
             stored = iter(engine.paths(np.concatenate(rows)) if rows else [])
         return [[self._result(rank, next(stored), float(d), int(engine.ids[row]))
                  for rank, (row, d) in enumerate(zip(r, dist), 1)] for r, dist in zip(rows, distances)]
+
+    def _current(self) -> Engine:
+        """The engine, inside a snapshot of the database: loaded again first if another connection committed since
+        it was loaded (an index run adding photos meanwhile), refused if that changed the codebook."""
+        before = self._engine
+        if before is not None and before.version != self._store.data_version():
+            self._engine = None  # an index run added or removed photos: search what is there now
+        engine = self._loaded()
+        if before is not None and engine is not before and not np.array_equal(engine.codebook, before.codebook):
+            raise DatabaseError(f"{self._store.path} was rebuilt with a new codebook during this query; run it again")
+        return engine
 
     def _result(self, rank: int, stored: str, distance: float, image_id: int) -> Result:
         return Result(rank, self._store.disk_path(stored), distance, image_id, stored)
@@ -354,21 +402,79 @@ class Index:
         engine = self._loaded()
         return engine.ids.copy(), [self._store.disk_path(p) for p in engine.paths()]
 
-    def full_rankings(self, image_ids: Sequence[int] | np.ndarray, *, distance: str = "qfd"
-                      ) -> Iterator[np.ndarray]:
-        """For each of ``image_ids``, the ids of every searchable image ranked best first by ``distance`` (one of
+    def full_rankings(self, image_ids: Sequence[int] | np.ndarray, *, distance: str = "qfd",
+                      among: Sequence[int] | np.ndarray | None = None,
+                      relevant: Sequence[Sequence[int]] | None = None,
+                      not_relevant: Sequence[Sequence[int]] | None = None) -> Iterator[np.ndarray]:
+        """For each of ``image_ids``, the ids of the searchable images ranked best first by ``distance`` (one of
         ``cbir.core.backends.DISTANCES``), the image itself included: what retrieval experiments measure.
 
+        among : ids to rank (default every searchable image)
+        relevant, not_relevant : relevance feedback (``qfd`` only): for each query, ids marked relevant and not
+            relevant; the query is then ranked as :meth:`search` ranks ``[query, *relevant]`` with ``negative=
+            not_relevant`` (with neither, as the image alone)
+
         Loads the raw histograms into memory at once (every distance but the quadratic form compares them
-        directly); each ranking is computed as it is taken from the iterator.
+        directly). The quadratic form ranks blocks of queries at once, each block one float64 matrix product,
+        in exactly the order of the exact distances (:meth:`cbir.core.backends.QuadraticFormSearch.full_rankings`);
+        the others rank one query at a time as it is taken from the iterator.
         """
-        engine = load_engine(self._store, self._ranking, tuning=self._tuning, in_memory=True)
+        engine = self._in_memory()
         search = engine.comparison(distance)
-        image_ids = np.asarray(image_ids, np.int64)
-        rows = np.searchsorted(engine.ids, image_ids)
-        if ((rows >= len(engine.ids)) | (engine.ids[np.minimum(rows, len(engine.ids) - 1)] != image_ids)).any():
-            raise ValueError("image_ids must be ids of indexed images (see image_paths)")
-        return (engine.ids[search.search(engine.backend.vectors[row][None], 0)[0][0]] for row in rows)
+        rows = engine.rows_of(image_ids)
+        among_rows = np.arange(len(engine.ids)) if among is None else np.sort(engine.rows_of(among))
+        feedback = relevant is not None or not_relevant is not None
+        if distance != "qfd":
+            if feedback:
+                raise ValueError("relevance feedback ranks by the quadratic form only (distance='qfd')")
+            kept = np.zeros(len(engine.ids), bool)
+            kept[among_rows] = True
+            return (engine.ids[ranked[kept[ranked]]] for ranked in
+                    (search.search(engine.backend.vectors[row][None], 0)[0][0] for row in rows))
+        if not feedback:
+            return (engine.ids[ranked] for ranked in search.full_rankings(engine.backend.vectors[rows],
+                                                                            rows=among_rows))
+        relevant = [()] * len(rows) if relevant is None else list(relevant)
+        not_relevant = [()] * len(rows) if not_relevant is None else list(not_relevant)
+        if not len(relevant) == len(not_relevant) == len(rows):
+            raise ValueError(f"relevant and not_relevant must hold one list of ids per query ({len(rows)})")
+        return self._feedback_rankings(engine, rows, among_rows, relevant, not_relevant)
+
+    def _in_memory(self) -> Engine:
+        """An engine with the raw histograms in memory: the loaded one if it has them and is current, else one
+        loaded for experiments and kept (feedback rounds rank the same images again and again)."""
+        version = self._store.data_version()
+        for engine in (self._engine, self._experiments):
+            if engine is not None and engine.version == version and isinstance(engine.backend.vectors, np.ndarray):
+                return engine
+        self._experiments = load_engine(self._store, self._ranking, tuning=self._tuning, in_memory=True)
+        return self._experiments
+
+    def _feedback_rankings(self, engine: Engine, rows: np.ndarray, among_rows: np.ndarray,
+                           relevant: list[Sequence[int]], not_relevant: list[Sequence[int]],
+                           block: int = 256) -> Iterator[np.ndarray]:
+        backend, model = engine.backend, engine.feedback
+        liked = [np.r_[row, engine.rows_of(more)] for row, more in zip(rows, relevant)]
+        disliked = [engine.rows_of(less) for less in not_relevant]
+        # Every example in the eigenbasis of the model once: each query's point is then cheap to make.
+        needed = np.unique(np.concatenate([rows, *liked, *disliked]).astype(np.int64))
+        inside = model.to_basis(backend.transform64(backend.vectors[needed]))
+        where = dict(zip(needed.tolist(), range(len(needed))))
+        for start in range(0, len(rows), block):
+            queries = range(start, min(start + block, len(rows)))
+            plain = [q for q in queries if len(liked[q]) == 1 and not len(disliked[q])]
+            moved = [q for q in queries if len(liked[q]) > 1 or len(disliked[q])]
+            ranked = {}
+            if plain:
+                ranked.update(zip(plain, backend.full_rankings(backend.vectors[rows[plain]], rows=among_rows)))
+            if moved:
+                points = model.from_basis([model.point_in_basis(inside[[where[r] for r in liked[q]]],
+                                                                inside[[where[r] for r in disliked[q]]])
+                                           for q in moved])
+                ranked.update(zip(moved, backend.full_rankings(points=points, rows=among_rows)))
+            for q in queries:
+                yield engine.ids[ranked.pop(q)]
+
 
     # --- what a browser of the index needs --------------------------------------------------------------------
     def _image_info(self, row: tuple) -> ImageInfo:
@@ -426,3 +532,23 @@ class Index:
                 distances = np.sort(np.linalg.norm(transformed[a] - transformed[b], axis=1)).astype(np.float64)
             self._typical = (engine, distances)
         return self._typical[1]
+
+
+def _examples(given: Example | Sequence[Example]) -> list[Example]:
+    """The examples in ``given``: one example, or a list or tuple of them (a list of TargetColour is one colour
+    query). Ids become int; anything of no known kind is refused."""
+    def one(item):
+        if isinstance(item, (bool, np.bool_)):
+            raise ValueError(f"{item!r} is not an example: give a path, an image array, an image id or colours")
+        if isinstance(item, (int, np.integer)):
+            return int(item)
+        if isinstance(item, (str, os.PathLike, np.ndarray)):
+            return item
+        if isinstance(item, (list, tuple)) and item and all(isinstance(c, TargetColour) for c in item):
+            return list(item)
+        raise ValueError(f"{item!r} is not an example: give a path, an image array, an image id or colours "
+                         "(cbir.parse_target)")
+
+    if isinstance(given, (list, tuple)) and not (given and all(isinstance(c, TargetColour) for c in given)):
+        return [one(item) for item in given]
+    return [one(given)]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..core.backends import COMPARISONS, DISTANCES, QuadraticFormSearch, row_chunks
+from ..core.feedback import FeedbackModel
 from ..core.histogram import block_weights, lookup_table, n_blocks
 from ..errors import DatabaseError, Remedy
 from ..settings import Settings
@@ -35,6 +37,22 @@ class Engine:
     def paths(self, rows: Any = slice(None)) -> list[str]:
         """Stored paths of some rows (all by default)."""
         return self.store.paths_of(self.ids[rows])
+
+    @functools.cached_property
+    def feedback(self) -> FeedbackModel:
+        """What several examples and relevance feedback need (:mod:`cbir.core.feedback`), learned from the
+        transformed matrix on first use (a second or two for a large index) and kept with the engine."""
+        return FeedbackModel.learn(self.backend.transformed)
+
+    def rows_of(self, image_ids: Any) -> np.ndarray:
+        """Rows of the search holding some image ids: ``(n,) int64``; ValueError for an id not searchable."""
+        image_ids = np.asarray(image_ids, np.int64).ravel()
+        rows = np.searchsorted(self.ids, image_ids)
+        missing = (rows >= len(self.ids)) | (self.ids[np.minimum(rows, len(self.ids) - 1)] != image_ids)
+        if missing.any():
+            raise ValueError(f"no indexed image has id {int(image_ids[missing][0])} (ids come from Result.image_id "
+                             "or Index.image_paths)")
+        return rows
 
     def comparison(self, distance: str):
         """The back-end ranking this engine's histograms by ``distance`` (one of ``DISTANCES``); every one but the
