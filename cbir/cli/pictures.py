@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,12 +22,14 @@ THUMBNAIL = 240  # longest side of a page thumbnail, pixels
 
 @dataclass(frozen=True)
 class Query:
-    """A query to show: ``source`` is an image path or an ``(H, W, 3) uint8`` picture standing for it."""
+    """A query to show: ``source`` is an image path or an ``(H, W, 3) uint8`` picture standing for it; ``examples``
+    what it searches for (image paths, colour queries), as :meth:`cbir.Index.search` takes them."""
 
     label: str
     title: str
     source: object
     vector: np.ndarray
+    examples: list = dataclasses.field(default_factory=list)
 
 
 def load_thumbnail(path, size=THUMBNAIL):

@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.table import Table
 
@@ -24,6 +25,16 @@ def query_command(
              "with its percentage of the picture, e.g. --color '#1e90ff:40' --color white:20. Colours without a "
              "percentage share what is left; if the percentages add up to less than 100, the rest is any colour.",
         show_default=False)] = None,
+    together: Annotated[bool, typer.Option(
+        "--together", help="Rank once for all the query images and colours together (default: one ranking "
+                           "each).")] = False,
+    unlike: Annotated[Optional[list[Path]], typer.Option(
+        "--not", metavar="IMAGE", help="An image the results should be unlike, repeatable.",
+        show_default=False)] = None,
+    unlike_color: Annotated[Optional[list[str]], typer.Option(
+        "--not-color", metavar="COLOUR[:PERCENT]",
+        help="Colours the results should be unlike, repeatable: one colour query, written as for --color.",
+        show_default=False)] = None,
     db: DbOption = Path("cbir.db"),
     n: Annotated[int, typer.Option("-n", "--top", min=0, help="Results per query; 0 for the full ranking.")] = 10,
     kernel: KernelOption = None,
@@ -40,7 +51,8 @@ def query_command(
         "--json", help="Print one JSON object per query per line on stdout and nothing else.")] = False,
 ):
     """Rank the indexed images by colour similarity to each query image or colour query (QBIC quadratic-form
-    distance)."""
+    distance). With --together, or with --not/--not-color, the examples make one query point that the ranking is
+    by (distances are to that point)."""
     from ..index import Index
 
     if not images and not color:
@@ -51,9 +63,16 @@ def query_command(
     show_progress = not (quiet or json_output)
     with Index.open(db, ranking=ranking) as index:
         queries = make_queries(index, images or [], target, show_progress)
-        rankings = index.search_vectors([q.vector for q in queries], n)
+        negatives = [*(unlike or []), *([parse_target(unlike_color)] if unlike_color else [])]
+        unlike_shown = [str(p) for p in unlike or []] + ([describe(negatives[-1])] if unlike_color else [])
+        if together and len(queries) > 1:
+            queries = [together_query(queries, unlike_shown)]
+        if together or negatives:
+            rankings = [index.search(q.examples, n, negative=negatives) for q in queries]
+        else:
+            rankings = index.search_vectors([q.vector for q in queries], n)
         for query, results in zip(queries, rankings):
-            show_results(query, results, target, json_output)
+            show_results(query, results, target, json_output, unlike_shown)
         if html is not None or montage is not None:
             write_result_pictures(index, queries, rankings, html, montage, show_progress, quiet or json_output)
 
@@ -64,25 +83,38 @@ def make_queries(index, images, target, show_progress):
     if target is not None:
         label = describe(target)
         swatch = colour_query_swatch([c.rgb for c in target], [c.share for c in target], rest_share(target))
-        queries.append(Query(label, label, swatch, index.colour_vector(target)))
+        queries.append(Query(label, label, swatch, index.colour_vector(target), [target]))
     with ProgressBar("reading queries", show_progress and len(images) > 1) as progress:
         for done, image in enumerate(images, 1):
-            queries.append(Query(image.name, str(image), image, index.query_vector(image)))
+            queries.append(Query(image.name, str(image), image, index.query_vector(image), [image]))
             progress(done, len(images))
     return queries
 
 
-def show_results(query, results, target, json_output):
+def together_query(queries, unlike_shown):
+    """One query standing for several, shown with the first one's picture and their mean colour make-up."""
+    label = " + ".join(q.label for q in queries)
+    title = label + (f", not {' / '.join(unlike_shown)}" if unlike_shown else "")
+    return Query(label, title, queries[0].source, np.mean([q.vector for q in queries], axis=0),
+                 [e for q in queries for e in q.examples])
+
+
+def show_results(query, results, target, json_output, unlike_shown=()):
     shown = [(r.rank, r.distance, show_path(r.path)) for r in results]
     if json_output:
         document = {"query": query.title}
-        if not isinstance(query.source, Path):  # the colour query
+        if len(query.examples) > 1:
+            document["examples"] = [str(e) if isinstance(e, Path) else describe(e) for e in query.examples]
+        elif not isinstance(query.source, Path):  # the colour query
             document["colors"] = [{"color": c.spec, "hex": c.hex, "share": round(c.share, 6)} for c in target]
             document["any_color"] = round(rest_share(target), 6)
+        if unlike_shown:
+            document["not"] = list(unlike_shown)
         print_json({**document, "results": [
             {"rank": rank, "path": path, "distance": round(distance, 6)} for rank, distance, path in shown]})
         return
-    table = Table("rank", "distance", "path", title=f"query: {query.title}", title_justify="left")
+    title = query.title + (f", not {' / '.join(unlike_shown)}" if unlike_shown and len(query.examples) == 1 else "")
+    table = Table("rank", "distance", "path", title=f"query: {title}", title_justify="left")
     for rank, distance, path in shown:
         table.add_row(str(rank), f"{distance:.4f}", path)
     stdout.print(table)
