@@ -336,7 +336,7 @@ def test_defaults_reach_the_goal_on_wang(wang_db):
 def test_blocked_rankings_of_wang_equal_one_query_at_a_time(wang_db):
     """The experiments' blocked product ranks exactly as a query's own full ranking does (Index.search, n=0)."""
     with Index.open(wang_db) as index:
-        ids, paths = index.image_paths()
+        ids, _paths = index.image_paths()
         sample = np.random.default_rng(0).choice(len(ids), 40, replace=False)
         blocked = index.full_rankings(ids[sample])
         for row, ranked in zip(sample, blocked):

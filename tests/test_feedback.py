@@ -205,7 +205,7 @@ def test_one_example_alone_is_the_plain_search(indexed):
 def test_negative_examples_push_their_likes_down(indexed):
     from cbir import Index
 
-    db, ids, paths = indexed
+    db, _ids, paths = indexed
     with Index.open(db) as index:
         before = [r.image_id for r in index.search([paths[0], paths[1]], n=0)]
         disliked = before[2]
@@ -229,7 +229,7 @@ def test_bad_examples_are_refused_with_the_fix(indexed):
 def test_full_rankings_with_feedback_equal_the_search(indexed):
     from cbir import Index
 
-    db, ids, paths = indexed
+    db, ids, _paths = indexed
     with Index.open(db) as index:
         queries = [int(ids[0]), int(ids[3]), int(ids[9])]
         relevant = [[int(ids[1]), int(ids[2])], [], []]
@@ -252,7 +252,7 @@ def test_query_together_and_not_on_the_command_line(cli, indexed):
 
     from cbir import Index
 
-    db, ids, paths = indexed
+    db, _ids, paths = indexed
     code, out, err = cli("query", paths[0], paths[1], "--together", "--not", paths[2], "--db", db, "-n", 4, "--json")
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines()]

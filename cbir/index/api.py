@@ -124,6 +124,14 @@ class Index:
     ...     best = index.search(np.full((16, 16, 3), (210, 40, 40), np.uint8), n=1)[0]
     >>> report.added, os.path.basename(best.path)
     (3, '0.png')
+
+    More like these, not like those: examples ranked together, here two results liked and one disliked, by id
+
+    >>> with Index.open(os.path.join(folder, "photos.db")) as index:
+    ...     first = index.search(os.path.join(folder, "0.png"), n=3)
+    ...     again = index.search([first[0].image_id, first[1].image_id], n=3, negative=[first[2].image_id])
+    >>> [r.rank for r in again]
+    [1, 2, 3]
     """
 
     def __init__(self, store: Store, ranking: dict[str, Any] | None = None, tuning: Tuning = Tuning()) -> None:
@@ -292,17 +300,17 @@ class Index:
             raise ValueError("give at least one example to rank like (negative examples alone rank nothing)")
         if len(positives) == 1 and not negatives and not isinstance(positives[0], int):
             return self.search_vectors([self._example_vector(positives[0])], n)[0]
-        own = [self._example_vector(e) for e in positives + negatives if not isinstance(e, int)]
+        examples = positives + negatives
+        own = iter([self._example_vector(e) for e in examples if not isinstance(e, int)])
         with self._store.snapshot():
             engine = self._current()
-            vectors = iter(own)
-            stored = [e for e in positives + negatives if isinstance(e, int)]
-            stored = iter(engine.backend.vectors[engine.rows_of(stored)] if stored else [])
-            histograms = [next(stored) if isinstance(e, int) else next(vectors) for e in positives + negatives]
-            points = engine.backend.transform64(np.asarray(histograms, np.float32))
-            if len(positives) == 1 and not negatives:  # an indexed image alone: its own histogram
-                rows, distances = engine.backend.search(histograms[:1], n)
+            ids = [e for e in examples if isinstance(e, int)]
+            stored = iter(engine.backend.vectors[engine.rows_of(ids)] if ids else [])
+            histograms = np.asarray([next(stored) if isinstance(e, int) else next(own) for e in examples], np.float32)
+            if len(examples) == 1:  # one indexed image: the plain search, by its stored histogram
+                rows, distances = engine.backend.search(histograms, n)
             else:
+                points = engine.backend.transform64(histograms)
                 point = engine.feedback.point(points[: len(positives)], points[len(positives) :])
                 rows, distances = engine.backend.search_points(point[None], n)
             paths = engine.paths(rows[0])
