@@ -308,3 +308,13 @@ def test_the_api_documents_what_it_returns(client):
     assert {"id", "path", "name", "rank", "distance", "similarity", "thumb", "makeup", "why"} <= set(result)
     image = client.get("/api/images/2").json()
     assert {"id", "path", "width", "height", "sha256", "makeup", "regions", "thumb"} <= set(image)
+
+
+def test_listening_beyond_this_machine_must_be_asked_for():
+    from cbir.web.server import allowed_hosts, listening_socket, url_of
+
+    assert allowed_hosts("127.0.0.1") == ["127.0.0.1", "[::1]", "localhost"]
+    assert "192.168.1.5" in allowed_hosts("192.168.1.5") and "evil.example" not in allowed_hosts("192.168.1.5")
+    assert allowed_hosts("0.0.0.0") == ["*"]  # every address: the user chose to be reachable by any name
+    with listening_socket("127.0.0.1", 0) as sock:
+        assert sock.getsockname()[0] == "127.0.0.1" and url_of(sock).startswith("http://127.0.0.1:")
