@@ -91,6 +91,40 @@ def test_api_rankings_are_the_library_rankings(client, sample):
     assert got["query"]["kind"] == "colour"
 
 
+def test_more_like_these_not_like_those_is_the_feedback_engine(client, sample):
+    """Marked results go to Index.search (issue 16's relevance feedback), the marked photos left out of the page."""
+    with Index.open(sample) as index:
+        feedback = index.search([3, 7], 5 + 3, negative=[11])
+        target = parse_target(["#1e90ff:40"])
+        with_colour = index.search([target, 7], 5 + 1)
+    got = client.get("/api/search?like=3&like=7&unlike=11&n=5").json()
+    assert got["query"]["feedback"] and got["query"]["like"] == [3, 7] and got["query"]["unlike"] == [11]
+    assert [r["id"] for r in got["results"]] == [r.image_id for r in feedback if r.image_id not in (3, 7, 11)][:5]
+    assert [r["distance"] for r in got["results"]] == pytest.approx(
+        [r.distance for r in feedback if r.image_id not in (3, 7, 11)][:5])
+    got = client.get("/api/search?color=%231e90ff:40&like=7&n=5").json()
+    assert got["query"]["kind"] == "colour" and got["query"]["params"] == [["color", "#1e90ff:40"]]
+    assert [r["id"] for r in got["results"]] == [r.image_id for r in with_colour if r.image_id != 7][:5]
+    page = client.get("/search?color=%231e90ff:40&like=7&unlike=2").text
+    for hidden in ('name="color" value="#1e90ff:40"', 'name="like" value="7"', 'name="unlike" value="2"'):
+        assert hidden in page  # the next round keeps the query and the marks
+
+
+def test_feedback_after_an_upload_starts_from_the_uploaded_picture(client):
+    first = upload(client, (SAMPLE / "images" / "kodim23.jpg").read_bytes(), n="3").json()
+    (key, token), = first["query"]["params"]
+    assert key == "upload" and first["query"]["kind"] == "upload"
+    liked = first["results"][1]["id"]
+    again = client.get(f"/api/search?upload={token}&like={liked}&n=5").json()
+    assert again["query"]["feedback"] and liked not in [r["id"] for r in again["results"]]
+    assert again["results"][0]["path"].endswith("kodim23.jpg")  # the upload itself still leads
+
+
+def test_a_layout_is_refined_by_the_marked_photos_alone(client):
+    got = client.get("/api/search?layout=red,red,red,,,,,,&like=4&n=3").json()
+    assert "marked photos rank" in got["query"]["note"] and 4 not in [r["id"] for r in got["results"]]
+
+
 def test_why_splits_the_distance_by_region(client):
     results = client.get("/api/search?like=3&n=4").json()["results"]
     for result in results:
@@ -231,7 +265,11 @@ def test_uploads_are_limited_in_bytes_and_pixels(sample):
     ("/api/search?color=red:80&color=blue:50", 400, "add up to"),
     ("/api/search?like=1&n=5000", 400, "n must be"),
     ("/api/search?like=abc", 400, "image ids"),
-    ("/api/search?like=1&color=red", 400, "one kind of search"),
+    ("/api/search?layout=red,,,,,,,,&color=red", 400, "one kind of search"),
+    ("/api/search?like=1&unlike=1", 400, "both like and unlike"),
+    ("/api/search?unlike=2", 400, "ask for one kind"),
+    ("/api/search?upload=forgotten", 410, "upload it again"),
+    ("/api/search?layout=red,,,,,,,,&unlike=2", 400, "mark at least one photo as like"),
     ("/api/search?layout=red,blue", 400, "9 cells"),
     ("/api/search", 400, "ask for one kind"),
     ("/nowhere", 404, "no such page"),

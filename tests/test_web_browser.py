@@ -146,6 +146,16 @@ def test_upload_colour_layout_and_more_like_this_in_a_browser(server, browser, s
     assert "like images/kodim23.jpg" in browser.find_element(By.CSS_SELECTOR, ".query-title").text
     assert first_result(browser) != "images/kodim23.jpg"  # the example itself is not among its results
 
+    cards = browser.find_elements(By.CSS_SELECTOR, ".result")
+    liked, unliked = cards[0].get_attribute("data-id"), cards[1].get_attribute("data-id")
+    cards[0].find_element(By.CSS_SELECTOR, "input[name=like]").click()
+    cards[1].find_element(By.CSS_SELECTOR, "input[name=unlike]").click()
+    browser.find_element(By.ID, "refine").click()
+    page(browser, screenshots, "results-feedback")
+    assert "relevance feedback" in browser.find_element(By.CSS_SELECTOR, ".query").text
+    shown = [c.get_attribute("data-id") for c in browser.find_elements(By.CSS_SELECTOR, ".result")]
+    assert liked not in shown and unliked not in shown and len(shown) == 21  # 24 photos, 3 marked or the example
+
     browser.get(server + "image/999999")
     assert "no indexed image" in browser.find_element(By.ID, "error-message").text
     browser.get_log("browser")  # the 404 of that page is expected

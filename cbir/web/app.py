@@ -5,10 +5,13 @@ API returns. Work that touches the index or decodes pictures runs in the server'
 loop. See docs/web.md.
 """
 
+import collections
 import contextlib
 import functools
 import logging
 import os
+import secrets
+import threading
 
 import jinja2
 import numpy as np
@@ -49,6 +52,7 @@ class Pages:
         self.library = Library(db_path)
         self.thumbnails = Thumbnails(db_path, thumbnail_size, thumbnails)
         self.max_upload_bytes, self.max_upload_pixels = max_upload_bytes, max_upload_pixels
+        self.uploads = Uploads()
 
     def warm(self):
         """Load the index's histograms now rather than on the first search; returns how many there are."""
@@ -97,13 +101,12 @@ class Pages:
         n = number_of_results(params.get("n"))
         with self.library.searching() as index:
             layout = index.settings.layout
-            if upload is not None:
-                query = upload
-                query.vector = index.histogram(query.vector)  # the picture, decoded: its histogram
-            else:
-                query = read_query(params, index, region_count(layout))
-            exclude = set(query.like) | set(query.unlike)
-            results = index.search_vectors([query.vector], n + len(exclude))[0]
+            query = read_query(params, index, region_count(layout), self.uploads) if upload is None else upload
+            exclude = set(query.like) | set(query.unlike)  # the marked photos are not shown again
+            if query.examples is None:
+                results = index.search_vectors([query.vector], n + len(exclude))[0]
+            else:  # several examples, or some unlike: relevance feedback ranks them together
+                results = index.search(query.examples, n + len(exclude), negative=query.unlike)
             results = [r for r in results if r.image_id not in exclude][:n]
             ids = [r.image_id for r in results]
             infos = {i.image_id: i for i in index.images(ids)}
@@ -116,14 +119,18 @@ class Pages:
         for j, result in enumerate(results):
             why = said.explain(explanation.terms[j], explanation.signed[j])
             shared = said.named_shares(np.minimum(makeups[j], query_makeup))
+            # "% similar" and "why" compare with the query's histogram (with several examples, their mean), so they
+            # agree; a feedback ranking's own distance is to the point it learned, reported as "distance".
+            compared = float(np.sqrt(explanation.terms[j].sum()))
             cards.append({**image_card(infos[result.image_id]), "rank": j + 1, "distance": result.distance,
-                          "similarity": words.similarity(result.distance, typical),
+                          "similarity": words.similarity(compared, typical),
                           "makeup": makeup_parts(makeups[j], said.hexes),
-                          "why": {"regions": why.regions, "colours": why.colours,
+                          "why": {"compared": compared, "regions": why.regions, "colours": why.colours,
                                   "reasons": [{"text": str(r), "share": r.share, "hex": r.hex} for r in why.reasons],
                                   "shared": [p for p in shared if p["share"] >= 0.01][:4]}})
         return {"query": {"kind": query.kind, "title": query.title, "like": query.like, "unlike": query.unlike,
-                          "params": query.params, "makeup": makeup_parts(query_makeup, said.hexes)},
+                          "params": query.params, "makeup": makeup_parts(query_makeup, said.hexes),
+                          "feedback": query.examples is not None, "note": query.note},
                 "n": n, "grid": grid_shape(layout), "global_block": layout.startswith("global+"),
                 "results": cards}
 
@@ -145,7 +152,10 @@ class Pages:
 
     def search_upload(self, data, filename, params):
         image = read_upload(data, filename, self.library.lookup().settings.min_side, self.max_upload_pixels)
-        return self.search(params, Query("upload", f"uploaded {filename}", image))
+        token = self.uploads.keep(image)  # for "more like these" rounds that start from it
+        with self.library.searching() as index:
+            vector = index.histogram(image)
+        return self.search(params, Query("upload", f"uploaded {filename}", vector, params=[("upload", token)]))
 
     def thumbnail(self, image_id, size=None):
         found = self.library.lookup().images([image_id])
@@ -154,6 +164,26 @@ class Pages:
         if size is None:
             return self.thumbnails.get(found[0])
         return picture(read_photo(found[0].path), size, found[0].stored_path)
+
+
+class Uploads:
+    """The last few uploaded pictures (decoded, in memory only), by a random token: a feedback round that starts
+    from an upload names it by its token. The oldest are forgotten first."""
+
+    def __init__(self, keep=16):
+        self._pictures, self._keep, self._lock = collections.OrderedDict(), keep, threading.Lock()
+
+    def keep(self, picture):
+        token = secrets.token_urlsafe(12)
+        with self._lock:
+            self._pictures[token] = picture
+            while len(self._pictures) > self._keep:
+                self._pictures.popitem(last=False)
+        return token
+
+    def get(self, token):
+        with self._lock:
+            return self._pictures.get(token)
 
 
 def grid_shape(layout):

@@ -32,8 +32,11 @@ class NotFound(BadRequest):
 
 @dataclass
 class Query:
-    """A search: ``kind`` ("images", "colour", "layout" or "upload"), its words, the examples it used and the
-    parameters that ask for it again (for links and forms)."""
+    """A search: ``kind`` of its first example ("images", "colour", "layout" or "upload"), its words, and how to
+    rank: ``examples`` for :meth:`cbir.Index.search` (positive examples; None when one histogram ranks alone),
+    ``unlike`` (negative examples: ids), ``vector`` (the one histogram; with several examples, their mean: what
+    "why" and "% similar" compare with), ``like`` (ids marked like), ``params`` (the first example's parameters,
+    to ask for it again with more marks), ``note`` (what the page should say about how it ranked)."""
 
     kind: str
     title: str
@@ -41,6 +44,8 @@ class Query:
     like: list = field(default_factory=list)
     unlike: list = field(default_factory=list)
     params: list = field(default_factory=list)
+    examples: list = None
+    note: str = ""
 
 
 def number_of_results(value):
@@ -86,39 +91,65 @@ def layout_cells(value, regions):
     return [parse_target([c.strip() + ":100"]) if c.strip() else None for c in cells]
 
 
-def read_query(params, index, regions):
-    """The :class:`Query` of a search's parameters (a multi-dict: like, unlike, color, layout), its vector made by
-    ``index``. One kind per request; examples (like) are combined by averaging their histograms."""
+def read_query(params, index, regions, uploads):
+    """The :class:`Query` of a search's parameters (a multi-dict), histograms made by ``index``.
+
+    The first example is one of: colours (``color``, or the colour form's ``pick`` and ``share``), a painted
+    ``layout``, an ``upload`` kept from an earlier search (``uploads``: token -> picture), or photos of the index
+    (``like``); results marked ``like`` and ``unlike`` refine it (relevance feedback, :meth:`cbir.Index.search`).
+    """
     like, unlike = image_ids(params.getlist("like"), "like"), image_ids(params.getlist("unlike"), "unlike")
     colours = [c for c in params.getlist("color") if c.strip()]
     # the colour form's rows: a picked colour and its percentage, used when the percentage is given
     colours += [f"{pick}:{share}" for pick, share in zip(params.getlist("pick"), params.getlist("share"))
                 if share.strip() not in ("", "0")]
-    layout = params.get("layout", "")
-    kinds = [k for k, given in (("images", like), ("colour", colours), ("layout", layout.strip(",").strip()))
+    layout, upload = params.get("layout", ""), params.get("upload", "")
+    kinds = [k for k, given in (("colour", colours), ("layout", layout.strip(",").strip()), ("upload", upload))
              if given]
-    if len(kinds) != 1:
-        raise BadRequest(f"one kind of search at a time, got {' and '.join(kinds)}" if kinds else
-                         "ask for one kind of search: like=ID (examples from the index), color=COLOUR[:PERCENT] or "
+    if len(kinds) > 1:
+        raise BadRequest(f"one kind of search at a time, got {' and '.join(kinds)}")
+    if not kinds and not like:
+        raise BadRequest("ask for one kind of search: like=ID (examples from the index), color=COLOUR[:PERCENT] or "
                          "layout=C1,...,C9")
-    if unlike and not like:
-        raise BadRequest("unlike needs at least one like example")
-    if like:
-        found = index.images(like + unlike)
-        missing = sorted(set(like + unlike) - {i.image_id for i in found})
-        if missing:
-            raise NotFound(f"no indexed image with id {', '.join(map(str, missing))}")
-        vectors = index.histograms(like)
-        names = {i.image_id: i.stored_path for i in found}
-        title = "like " + ", ".join(names[i] for i in like[:3]) + (f" and {len(like) - 3} more" * (len(like) > 3))
-        return Query("images", title, vectors.mean(axis=0), like, unlike,
-                     [("like", str(i)) for i in like] + [("unlike", str(i)) for i in unlike])
+    if set(like) & set(unlike):
+        raise BadRequest("a photo cannot be marked both like and unlike")
+    found = {i.image_id: i for i in index.images(like + unlike)}
+    missing = sorted(set(like + unlike) - set(found))
+    if missing:
+        raise NotFound(f"no indexed image with id {', '.join(map(str, missing))}")
+    examples, vectors, title, note, kept = [], [], [], "", []
     if colours:
         target = colour_target(colours)
-        return Query("colour", describe(target), index.colour_vector(target), params=[("color", c) for c in colours])
-    cells = layout_cells(layout, regions)
-    return Query("layout", "painted layout: " + ", ".join(c.strip() or "any" for c in layout.split(",")),
-                 index.layout_vector(cells), params=[("layout", layout)])
+        examples.append(target)
+        vectors.append(index.colour_vector(target))
+        title, kept = [describe(target)], [("color", c) for c in colours]
+    elif layout.strip(",").strip():
+        vectors.append(index.layout_vector(layout_cells(layout, regions)))
+        title = ["painted layout: " + ", ".join(c.strip() or "any" for c in layout.split(","))]
+        kept = [("layout", layout)]
+        if like or unlike:  # not an example Index.search takes: the marked photos alone rank this round
+            vectors, note = [], "The painted layout is not an example the feedback takes: the marked photos rank."
+    elif upload:
+        picture = uploads.get(upload)
+        if picture is None:
+            raise BadRequest("the uploaded picture is no longer kept (the server keeps the last few): upload it "
+                             "again", 410)
+        examples.append(picture)
+        vectors.append(index.histogram(picture))
+        title, kept = ["the uploaded picture"], [("upload", upload)]
+    if like:
+        examples += like
+        vectors += list(index.histograms(like))
+        title.append("like " + ", ".join(found[i].stored_path for i in like[:3]) + f" and {len(like) - 3} more"
+                     * (len(like) > 3))
+    if not vectors:
+        raise BadRequest("mark at least one photo as like")
+    if unlike:
+        title.append(f"not like {len(unlike)} photo{'s' * (len(unlike) > 1)}")
+    kind = kinds[0] if kinds else "images"
+    one = len(vectors) == 1 and not unlike  # one example alone: its histogram ranks
+    return Query(kind, "; ".join(title), np.mean(vectors, axis=0), like, unlike, kept,
+                 None if one else examples, note)
 
 
 def read_upload(data, name, min_side, max_pixels):
