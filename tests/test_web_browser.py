@@ -95,6 +95,19 @@ def page(browser, screenshots, name):
     return browser.find_element(By.TAG_NAME, "main")
 
 
+def follow(browser, element):
+    """Click a link or a submit button and wait for the next page to replace this one (a click returns before the
+    browser has navigated, the more so on a busy machine)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, 60).until(expected_conditions.staleness_of(old))
+    WebDriverWait(browser, 60).until(lambda b: b.execute_script("return document.readyState") == "complete")
+
+
 def first_result(browser):
     from selenium.webdriver.common.by import By
 
@@ -110,13 +123,13 @@ def test_upload_colour_layout_and_more_like_this_in_a_browser(server, browser, s
     browser.get(server + "example")
     page(browser, screenshots, "example")
     browser.find_element(By.ID, "image").send_keys(str(REPO / "sample_index" / "images" / "kodim23.jpg"))
-    browser.find_element(By.CSS_SELECTOR, "#upload button[type=submit]").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#upload button[type=submit]"))
     page(browser, screenshots, "results-upload")
     assert first_result(browser) == "images/kodim23.jpg"
 
     browser.get(server + "colour")
     page(browser, screenshots, "colour")
-    browser.find_element(By.CSS_SELECTOR, "#colour-form button[type=submit]").click()  # 40% #1e90ff, 20% white
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#colour-form button[type=submit]"))  # 40% #1e90ff, 20% white
     browser.find_element(By.CSS_SELECTOR, ".result details summary").click()
     main = page(browser, screenshots, "results-colour")
     assert "#1e90ff 40%" in browser.find_element(By.CSS_SELECTOR, ".query-title").text
@@ -135,13 +148,13 @@ def test_upload_colour_layout_and_more_like_this_in_a_browser(server, browser, s
     painted = browser.find_element(By.ID, "layout").get_attribute("value").split(",")
     assert painted[:3] == [picks[0].get_attribute("data-hex")] * 3 and painted[3:6] == [""] * 3
     page(browser, screenshots, "layout")
-    browser.find_element(By.CSS_SELECTOR, "#layout-form button[type=submit]").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#layout-form button[type=submit]"))
     page(browser, screenshots, "results-layout")
 
     browser.get(server + "?folder=images")
-    browser.find_element(By.CSS_SELECTOR, ".grid img[alt='kodim23.jpg']").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, ".grid img[alt='kodim23.jpg']"))
     page(browser, screenshots, "image")
-    browser.find_element(By.ID, "more-like-this").click()
+    follow(browser, browser.find_element(By.ID, "more-like-this"))
     page(browser, screenshots, "results-like")
     assert "like images/kodim23.jpg" in browser.find_element(By.CSS_SELECTOR, ".query-title").text
     assert first_result(browser) != "images/kodim23.jpg"  # the example itself is not among its results
@@ -150,7 +163,7 @@ def test_upload_colour_layout_and_more_like_this_in_a_browser(server, browser, s
     liked, unliked = cards[0].get_attribute("data-id"), cards[1].get_attribute("data-id")
     cards[0].find_element(By.CSS_SELECTOR, "input[name=like]").click()
     cards[1].find_element(By.CSS_SELECTOR, "input[name=unlike]").click()
-    browser.find_element(By.ID, "refine").click()
+    follow(browser, browser.find_element(By.ID, "refine"))
     page(browser, screenshots, "results-feedback")
     assert "relevance feedback" in browser.find_element(By.CSS_SELECTOR, ".query").text
     shown = [c.get_attribute("data-id") for c in browser.find_elements(By.CSS_SELECTOR, ".result")]
