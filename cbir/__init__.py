@@ -8,6 +8,7 @@ sqlite-utils and the search.
 
 import importlib
 
+from . import imageio  # noqa: F401 - first: it caps OpenCV's decoders before anything imports cv2
 from .core.colour_query import TargetColour, parse_colour, parse_target
 from .core.quantize import Quantization, mean_delta_e, quantize, rgb_mse
 from .errors import (

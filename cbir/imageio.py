@@ -9,7 +9,12 @@ comes out as ``(H, W, 3) uint8`` sRGB:
 - an alpha channel is composited over white (transparent areas count as white paper, not as the hidden colour
   values or as black), unless the caller asks to keep it (``alpha=True``: ``(H, W, 4)``);
 - JPEG EXIF orientation is applied; animated GIFs and multi-page TIFFs give their first frame;
+- only regular files are read (a FIFO or a device named ``.jpg`` is refused without blocking), at most
+  ``MAX_FILE_BYTES`` of them, and only when their first bytes are those of a format OpenCV decodes;
 - images whose header declares more than ``MAX_PIXELS`` pixels are refused before decoding (decompression bombs);
+  for the formats whose header cbir does not parse (JPEG 2000, AVIF, Radiance HDR...), OpenCV's own limit, set to
+  the same number before cv2 is imported, refuses them after reading the header: no decode is ever unbounded;
+- a decode that runs out of memory is a DecodeError like any other bad file, never a crash of the caller;
 - a truncated JPEG (no end-of-image marker after its scan data) is refused rather than indexed half grey, whatever
   the OpenCV version does with it;
 - the warnings codec libraries print about corrupt files (libpng, libjpeg, libtiff, OpenCV's log) are kept off the
@@ -21,19 +26,36 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import struct
 import sys
 import threading
 import zlib
 from collections.abc import Iterator
-
-import cv2
-import numpy as np
-
-from .errors import DecodeError, WriteError
-from .files import write_file
+from typing import BinaryIO
 
 MAX_PIXELS = 128_000_000
+MAX_FILE_BYTES = 1 << 30  # 1 GiB: more than any photo within MAX_PIXELS (a 128 Mpx 16-bit RGBA TIFF, uncompressed)
+
+# OpenCV checks every decoder's header against OPENCV_IO_MAX_IMAGE_PIXELS, read once when cv2 is first imported:
+# it is set here, before this module (the first in cbir to do so, see cbir/__init__.py) imports cv2, and worker
+# processes inherit it. It covers the formats whose header cbir does not parse itself. A smaller value already
+# set is kept. When cv2 was imported before cbir, :func:`_opencv_limit_in_force` finds out whether a limit holds.
+_CV2_IMPORTED_FIRST = "cv2" in sys.modules
+if not _CV2_IMPORTED_FIRST:
+    try:
+        _keep = 0 < int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "")) <= MAX_PIXELS
+    except ValueError:
+        _keep = False
+    if not _keep:
+        os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(MAX_PIXELS)
+
+import cv2  # noqa: E402 - after the limit above
+import numpy as np  # noqa: E402
+
+from .errors import DecodeError, WriteError  # noqa: E402
+from .files import write_file  # noqa: E402
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 # OpenCV >= 4.11 can have the JPEG decoder write RGB itself, which saves a BGR -> RGB pass over every pixel.
@@ -54,6 +76,8 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
         return struct.unpack("<HH", data[6:10])
     if data[:2] == b"BM" and len(data) >= 26:
+        if _is_os2_bitmap(data):  # OS/2 1.x BITMAPCOREHEADER: 16-bit width and height
+            return struct.unpack("<HH", data[18:22])
         width, height = struct.unpack("<ii", data[18:26])
         return abs(width), abs(height)
     if data[:2] == b"\xff\xd8":
@@ -63,6 +87,13 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return _webp_size(data)
     return None
+
+
+def _is_os2_bitmap(data):
+    return data[:2] == b"BM" and data[14:18] == b"\x0c\x00\x00\x00"
+
+
+_TIFF_INTEGERS = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 16: "Q", 17: "q"}  # field type: struct code
 
 
 def _tiff_size(data):
@@ -75,8 +106,9 @@ def _tiff_size(data):
         for i in range(count):
             entry = data[offset + 2 + 12 * i : offset + 14 + 12 * i]
             tag, kind = struct.unpack(order + "HH", entry[:4])
-            if tag in (256, 257) and kind in (3, 4):  # SHORT or LONG
-                found[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), entry[8 : 10 if kind == 3 else 12])[0]
+            if tag in (256, 257) and kind in _TIFF_INTEGERS:  # libtiff accepts signed and 8-bit types too
+                code = _TIFF_INTEGERS[kind]
+                found[tag] = abs(struct.unpack(order + code, entry[8 : 8 + struct.calcsize(code)])[0])
     except struct.error:  # the file ends inside the header: the decoder reports it
         return None
     return (found[256], found[257]) if len(found) == 2 else None
@@ -94,20 +126,32 @@ def _webp_size(data):
     return None
 
 
-def _jpeg_size(data):
+def _jpeg_markers(data):
+    """``(marker, position)`` of each marker segment before the first scan, the start of scan included. Stray
+    bytes before a marker are skipped as libjpeg skips them (with a warning), so a garbage byte cannot hide the
+    frame header from the pixel limit."""
     pos = 2
-    while pos + 9 < len(data):
+    while pos + 4 <= len(data):
         if data[pos] != 0xFF:
-            return None
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                return
+            continue
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
-        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+        yield marker, pos
+        if marker == 0xDA:
+            return
+        pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+
+
+def _jpeg_size(data):
+    for marker, pos in _jpeg_markers(data):
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and pos + 9 <= len(data):  # start of frame
             height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
             return width, height
-        pos += 2 + length
     return None
 
 
@@ -117,17 +161,9 @@ def _jpeg_truncated(data):
 
     The marker is searched backwards from the end (``rfind``): a whole file ends with it, so the answer costs
     a few bytes instead of a scan of the whole file (entropy-coded data is full of FF 00)."""
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return False  # malformed header: the decoder reports it
-        marker = data[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
+    for marker, pos in _jpeg_markers(data):
         if marker == 0xDA:  # start of scan
             return data.rfind(b"\xff\xd9", pos) < 0
-        pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
     return True
 
 
@@ -187,6 +223,10 @@ def decode_with_size(data: bytes, *, min_side: int | None = None, name: str = "i
             raise DecodeError(f"{name}: header declares an empty image ({width}x{height})")
         if width * height > MAX_PIXELS:
             raise DecodeError(f"{name}: header declares {width}x{height} pixels, over the limit of {MAX_PIXELS:,}")
+    elif not _opencv_limit_in_force():
+        raise DecodeError(f"{name}: image size unknown (a format whose header cbir does not read) and OpenCV's "
+                          "pixel limit is not in force (cv2 was imported before cbir without "
+                          f"OPENCV_IO_MAX_IMAGE_PIXELS <= {MAX_PIXELS}); not decoded")
     buffer = np.frombuffer(data, dtype=np.uint8)
     is_jpeg = data[:2] == b"\xff\xd8"
     if is_jpeg and _jpeg_truncated(data):
@@ -195,15 +235,52 @@ def decode_with_size(data: bytes, *, min_side: int | None = None, name: str = "i
         with native_stderr_silenced():
             if is_jpeg:  # no alpha or 16-bit in baseline JPEG; IMREAD_COLOR applies EXIF orientation and CMYK
                 image = cv2.imdecode(buffer, _jpeg_flags(reduction_for(size, min_side)))
+            elif _is_os2_bitmap(data):  # no alpha either; unchanged, OpenCV reads 24-bit ones as one channel
+                image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
             else:
                 image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        if image is None or image.size == 0:
+            raise DecodeError(f"{name}: not a readable image (unknown format, or corrupt or truncated data)")
+        if not (is_jpeg and _COLOR_RGB is not None):  # else (H, W, 3) uint8 RGB already
+            image = _to_srgb8(image, name, alpha)
     except cv2.error as error:
-        raise DecodeError(f"{name}: not a readable image ({str(error).strip().splitlines()[-1]})") from None
-    if image is None or image.size == 0:
-        raise DecodeError(f"{name}: not a readable image (unknown format, or corrupt or truncated data)")
-    if not (is_jpeg and _COLOR_RGB is not None):  # else (H, W, 3) uint8 RGB already
-        image = _to_srgb8(image, name, alpha)
+        raise DecodeError(f"{name}: {_opencv_reason(error)}") from None
+    except MemoryError:
+        raise DecodeError(f"{name}: not enough memory to decode it") from None
     return image, size or (image.shape[1], image.shape[0])
+
+
+def _opencv_reason(error):
+    """What an OpenCV decoding error means, in a few words."""
+    text = str(error)
+    if "validateInputImageSize" in text:
+        return f"image over the limit of {MAX_PIXELS:,} pixels (found by the decoder)"
+    if "Insufficient memory" in text or "Failed to allocate" in text:
+        return "not enough memory to decode it"
+    return f"not a readable image ({text.strip().splitlines()[-1]})"
+
+
+_limit_checked = None
+
+
+def _opencv_limit_in_force():
+    """Whether OpenCV refuses images over MAX_PIXELS by itself. Known when this module set the limit before
+    importing cv2; otherwise found once by decoding a bare BMP header just over the limit (nothing is decoded:
+    either the limit refuses it, or the missing pixel data does)."""
+    global _limit_checked
+    if not _CV2_IMPORTED_FIRST:
+        return True
+    if _limit_checked is None:
+        width = 1 << 20  # OpenCV's own width limit
+        header = struct.pack("<IiiHHIIiiII", 40, width, MAX_PIXELS // width + 1, 1, 24, 0, 0, 0, 0, 0, 0)
+        probe = b"BM" + struct.pack("<IHHI", 14 + len(header), 0, 0, 14 + len(header)) + header
+        try:
+            with native_stderr_silenced():
+                cv2.imdecode(np.frombuffer(probe, np.uint8), cv2.IMREAD_UNCHANGED)
+            _limit_checked = False
+        except cv2.error as error:
+            _limit_checked = "validateInputImageSize" in str(error)
+    return _limit_checked
 
 
 _silence_lock = threading.Lock()
@@ -248,43 +325,136 @@ def native_stderr_silenced() -> Iterator[None]:
                 _saved_stderr = None
 
 
+# A large decoded image is converted a strip of rows at a time: converting it whole took temporaries of 16 bytes a
+# pixel (float32 alpha blending: 6.5 GB for a 121-megapixel 16-bit RGBA PNG). Each strip gets the same arithmetic.
+_CONVERT_STRIP_PIXELS = 1 << 20
+
+
 def _to_srgb8(image, name, alpha=False):
-    if image.dtype == np.uint16:
-        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    elif image.dtype in (np.float32, np.float64):
-        image = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
-    elif image.dtype != np.uint8:
+    if image.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
         raise DecodeError(f"{name}: unsupported sample format {image.dtype}")
     if image.ndim == 2:
-        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
+        image = image[:, :, None]
+    channels = image.shape[2]
+    if channels not in (1, 3, 4):
+        raise DecodeError(f"{name}: unsupported channel count {channels}")
+    if image.dtype == np.uint8 and channels == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)  # in place: no second copy of a large image
+    height, width = image.shape[:2]
+    keep_alpha = alpha and channels == 4
+    rgb = np.empty((height, width, 4 if keep_alpha else 3), np.uint8)
+    step = max(1, _CONVERT_STRIP_PIXELS // width)
+    for start in range(0, height, step):
+        rgb[start : start + step] = _strip_to_srgb8(image[start : start + step], keep_alpha)
+    return rgb
+
+
+def _strip_to_srgb8(image, keep_alpha=False):
+    if image.dtype == np.uint16:
+        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
     channels = image.shape[2]
     if channels == 1:
-        return np.ascontiguousarray(np.repeat(image, 3, axis=2))
+        return np.repeat(image, 3, axis=2)
     if channels == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if channels == 4:
-        if alpha:
-            return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
-        opacity = image[:, :, 3:4].astype(np.float32) / 255.0
-        rgb = image[:, :, 2::-1].astype(np.float32)
-        return np.rint(rgb * opacity + 255.0 * (1.0 - opacity)).astype(np.uint8)
-    raise DecodeError(f"{name}: unsupported channel count {channels}")
+        return image[:, :, ::-1]
+    if keep_alpha:
+        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGRA2RGBA)
+    opacity = image[:, :, 3:4].astype(np.float32) / 255.0
+    rgb = image[:, :, 2::-1].astype(np.float32)
+    return np.rint(rgb * opacity + 255.0 * (1.0 - opacity)).astype(np.uint8)
 
 
-def read_bytes(path: str | os.PathLike[str]) -> bytes:
-    """Read a file's bytes, turning OS errors into DecodeError."""
+# First bytes of every format this OpenCV may decode (whatever a file is named): anything else is refused before
+# the rest of the file is read.
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*",
+               b"II+\x00", b"MM\x00+", b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51", b"#?RADIANCE",
+               b"#?RGBE", b"\x59\xa6\x6a\x95", b"\x76\x2f\x31\x01", b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n",
+               *(b"P%d" % n for n in range(1, 8)), b"PF", b"Pf")
+
+
+def is_image_signature(head: bytes) -> bool:
+    """Whether ``head``, the first bytes of a file (16 or more), starts like an image OpenCV can decode."""
+    return (head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+            or head[4:8] == b"ftyp")  # ISO base media: AVIF, HEIF
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _not_regular(mode):
+    """Why a file of mode ``mode`` cannot be read as a file ("a FIFO (named pipe)"...), or None for a regular
+    file."""
+    for test, kind in _FILE_KINDS:
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def open_regular(path: str | os.PathLike[str], what: str = "an image file") -> BinaryIO:
+    """Open a regular file for reading, unbuffered; never blocks and never reads a device.
+
+    A FIFO, a device, a socket or a directory is refused: checked before opening (a device is not even opened)
+    and again on the open file (the name may have been swapped meanwhile), which is opened with O_NONBLOCK so that
+    opening a FIFO returns at once.
+
+    Raises
+    ------
+    DecodeError
+        no such file, a broken or looping symbolic link, no permission, or not a regular file
+    """
+    path = os.fspath(path)
     try:
-        with open(path, "rb", buffering=0) as handle:  # unbuffered: one read straight into the result
-            return handle.readall()
-    except IsADirectoryError:
-        raise DecodeError(f"{path}: is a directory, not an image file") from None
+        kind = _not_regular(os.stat(path).st_mode)
+        if kind:
+            raise DecodeError(f"{path}: is {kind}, not {what}")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         reason = "broken symbolic link (its target does not exist)" if os.path.islink(path) else "no such file"
         raise DecodeError(f"{path}: {reason}") from None
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise DecodeError(f"{path}: symbolic link loop") from None
+        if error.errno == errno.ENAMETOOLONG:
+            raise DecodeError(f"{path}: path too long for the system to open") from None
         raise DecodeError(f"{path}: cannot read ({error.strerror or error})") from None
+    kind = _not_regular(os.fstat(fd).st_mode)
+    if kind:
+        os.close(fd)
+        raise DecodeError(f"{path}: is {kind}, not {what}")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb", buffering=0)
+
+
+def read_bytes(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of an image file: a regular file (:func:`open_regular`) of at most ``limit`` bytes that starts
+    like an image (:func:`is_image_signature`), checked before the rest is read."""
+    with open_regular(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:
+            raise DecodeError(f"{os.fspath(path)}: {_size_text(size)}, over the limit of {_size_text(limit)} for an "
+                              "image file")
+        head = os.pread(handle.fileno(), 16, 0)
+        if head and not is_image_signature(head):
+            raise DecodeError(f"{os.fspath(path)}: not an image file (unknown format)")
+        try:
+            data = handle.read(size + 1)  # one read of the size found; a growing file is read on, to the limit
+            while len(data) > size and len(data) <= limit:
+                more = handle.read(min(1 << 20, limit + 1 - len(data)))
+                if not more:
+                    break
+                data += more
+        except OSError as error:
+            raise DecodeError(f"{os.fspath(path)}: cannot read ({error.strerror or error})") from None
+    if len(data) > limit:
+        raise DecodeError(f"{os.fspath(path)}: over the limit of {_size_text(limit)} for an image file")
+    return data
+
+
+def _size_text(size):
+    return f"{size / (1 << 30):.1f} GiB" if size >= 1 << 30 else f"{size / (1 << 20):.1f} MiB"
 
 
 def read_image(path: str | os.PathLike[str], *, min_side: int | None = None, alpha: bool = False) -> np.ndarray:

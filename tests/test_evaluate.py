@@ -245,7 +245,7 @@ def test_evaluate_command_table_and_errors(cli, tmp_path):
     assert code == 0, err
     assert "MAP" in out and "P@10" in out and "AP per label" in out and err == ""
     code, _, err = cli("evaluate", tmp_path / "set", "--labels", tmp_path / "none.csv")
-    assert code == 1 and err.startswith("Error:") and "cannot read" in err
+    assert code == 1 and err.startswith("Error:") and "no such file" in err
     code, _, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--distance", "cosine")
     assert code == 2 and "cosine" in err
 

@@ -10,6 +10,7 @@ intersection over the very same stored histograms), through :class:`cbir.Index`,
 from __future__ import annotations
 
 import csv
+import io
 import os
 import tempfile
 import time
@@ -21,7 +22,8 @@ import numpy as np
 
 from ..core.backends import DISTANCES
 from ..core.metrics import PRECISION_AT, average_precisions, precision_at
-from ..errors import EvaluationError
+from ..errors import DecodeError, EvaluationError
+from ..imageio import open_regular
 from ..index import Index, IndexReport
 
 Progress = Callable[[int, int], None]
@@ -45,7 +47,11 @@ def read_labels(directory: str | os.PathLike[str], labels_csv: str | os.PathLike
     if not os.path.isdir(directory):
         raise EvaluationError(f"{directory}: not a folder; pass the folder of the labelled images")
     try:
-        with open(labels_csv, newline="", encoding="utf-8-sig") as handle:
+        raw = open_regular(labels_csv, "a labels file")  # a FIFO or a device is refused, never waited on
+    except DecodeError as error:
+        raise EvaluationError(error.problem) from None
+    try:
+        with io.TextIOWrapper(io.BufferedReader(raw), newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
                 raise EvaluationError(f"{labels_csv}: needs a header with columns path,label "
