@@ -216,6 +216,9 @@ def decode_with_size(data: bytes, *, min_side: int | None = None, name: str = "i
     decoded at a reduced scale), else from the decoded image. Saves the caller a second parse of the header."""
     if not data:
         raise DecodeError(f"{name}: empty file (0 bytes)")
+    is_jpeg = data[:2] == b"\xff\xd8"
+    if is_jpeg and _jpeg_truncated(data):
+        raise DecodeError(f"{name}: truncated JPEG (the data ends before the end-of-image marker)")
     size = header_size(data)
     if size is not None:
         width, height = size
@@ -228,9 +231,6 @@ def decode_with_size(data: bytes, *, min_side: int | None = None, name: str = "i
                           "pixel limit is not in force (cv2 was imported before cbir without "
                           f"OPENCV_IO_MAX_IMAGE_PIXELS <= {MAX_PIXELS}); not decoded")
     buffer = np.frombuffer(data, dtype=np.uint8)
-    is_jpeg = data[:2] == b"\xff\xd8"
-    if is_jpeg and _jpeg_truncated(data):
-        raise DecodeError(f"{name}: truncated JPEG (the data ends before the end-of-image marker)")
     try:
         with native_stderr_silenced():
             if is_jpeg:  # no alpha or 16-bit in baseline JPEG; IMREAD_COLOR applies EXIF orientation and CMYK

@@ -11,6 +11,7 @@ stays the single SQLite writer; results come back in file order, so the database
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import errno
 import hashlib
@@ -25,13 +26,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..core.codebook import empty_pool, learn_codebook, pool_colours
+from ..core.codebook import colour_counts, empty_pool, learn_codebook, pool_counts
 from ..core.histogram import LUT_BITS, histogram, lookup_table
 from ..errors import CbirError, Remedy, SettingsError
 from ..imageio import IMAGE_EXTENSIONS, decode_with_size, native_stderr_silenced, read_bytes, read_image
 from ..settings import Settings
 from .tuning import Tuning
 from .workers import context as _context
+from .workers import exit_with, limit_memory, memory_per_worker, time_limit
 from .workers import start_server as _start_server
 
 CODEBOOK_MIN_SIDE = 64  # colour statistics for the codebook need few pixels: decode large JPEGs small
@@ -140,22 +142,47 @@ def resolve_settings(stored, overrides, rebuild):
     return wanted
 
 
-def learn_collection_codebook(files, settings):
-    """Codebook of a collection from an evenly spread sample of its files; files that cannot be read are skipped
-    here (the main pass reports them)."""
-    step = max(1, len(files) / settings.sample)
-    sample = [files[int(i * step)] for i in range(min(settings.sample, len(files)))]
+def learn_collection_codebook(files, settings, workers=1, tuning=Tuning()):
+    """Codebook of a collection from the first ``settings.sample`` readable files of an evenly spread order of its
+    files (read in worker processes when there are many).
+
+    Files that cannot be read are passed over and more are read in their place, until the sample is full or every
+    file was tried: 100,000 empty placeholders beside nine photos still give a codebook of the nine.
+
+    Returns
+    -------
+    (colours, rgb, shares) from :func:`cbir.core.codebook.learn_codebook`, and ``{path: reason}`` of the files whose
+    worker died on them (a crash, the time limit), so the run does not read them a second time
+    """
+    order = _spread_order(len(files), settings.sample)
     pool = empty_pool()
-    readable = 0
-    for path in sample:
-        try:
-            pool_colours(pool, read_image(path, min_side=CODEBOOK_MIN_SIDE))
-            readable += 1
-        except CbirError:
-            continue
+    readable, tried, lost = 0, 0, {}
+    while readable < settings.sample and tried < len(order):
+        # As many files as the sample still lacks; more each round when many fail (few rounds of worker start-up).
+        size = max(settings.sample - readable, tried)
+        paths = [files[i] for i in order[tried : tried + size]]
+        tried += len(paths)
+        results = _in_workers("sample", [(p,) for p in paths], settings, None, 0, workers, tuning) \
+            if _parallel(workers, len(paths), tuning) else (_sample_job((p,)) for p in paths)
+        for path, (bins, counts, error) in zip(paths, results):
+            if error is not None:
+                if _WORKER_DIED in error or _TIME_LIMIT in error:
+                    lost[path] = error.removeprefix(f"{path}: ")
+            elif readable < settings.sample:
+                pool_counts(pool, bins, counts)
+                readable += 1
     if not readable:
-        raise CbirError(f"none of the {len(sample)} sampled files could be read as an image; nothing to index")
-    return learn_codebook(pool, settings.colors, space=settings.space, seed=settings.seed)
+        raise CbirError(f"none of the {len(files)} image files could be read as an image; nothing to index")
+    return (*learn_codebook(pool, settings.colors, space=settings.space, seed=settings.seed), lost)
+
+
+def _spread_order(n, first):
+    """Indices ``0..n-1``: first ``first`` of them evenly spread, then the others in an evenly spreading order."""
+    step = max(1, n / first)
+    head = list(dict.fromkeys(int(i * step) for i in range(min(first, n))))
+    taken = set(head)
+    golden = 0.6180339887498949  # the remaining indices by the fractional part of i * golden: well spread
+    return head + sorted((i for i in range(n) if i not in taken), key=lambda i: (i * golden) % 1.0)
 
 
 def describe(path, settings, lut, n_colors, known_sha256=None):
@@ -206,21 +233,23 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
         if not has_codebook or rebuild:
             if not files:
                 raise CbirError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {', '.join(map(str, roots))}")
-            colours, rgb, shares = learn_collection_codebook(files, settings)
+            colours, rgb, shares, lost = learn_collection_codebook(files, settings, workers, tuning)
             store.replace_codebook(colours, ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in rgb], shares,
                                    {"settings": settings.to_dict(), "lut_bits": LUT_BITS})
             report.codebook_learned = True
-        elif settings.to_dict() != meta.get("settings"):
-            store.set_meta({"settings": settings.to_dict()})  # ranking settings changed: no new histograms needed
-        _update(store, roots, files, problems, settings, store.codebook(), report, progress, workers, tuning)
+        else:
+            lost = {}
+            if settings.to_dict() != meta.get("settings"):  # ranking settings changed: no new histograms needed
+                store.set_meta({"settings": settings.to_dict()})
+        _update(store, roots, files, problems, lost, settings, store.codebook(), report, progress, workers, tuning)
     finally:
         store.unlock()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _update(store, roots, files, problems, settings, codebook, report, progress, workers, tuning):
-    todo, new_paths = _plan(store, roots, files, problems, report)
+def _update(store, roots, files, problems, lost, settings, codebook, report, progress, workers, tuning):
+    todo, new_paths = _plan(store, roots, files, problems, lost, report)
     if not todo:
         return
     parallel = _parallel(workers, len(todo), tuning)
@@ -228,7 +257,7 @@ def _update(store, roots, files, problems, settings, codebook, report, progress,
         _start_server()  # if not started yet: it boots on another core while this one builds the lookup table
     lut = lookup_table(codebook, settings.space)
     jobs = [(path, entry[3] if entry else None) for path, _, _, entry in todo]
-    results = _describe_parallel(jobs, settings, lut, len(codebook), workers, tuning.worker_chunk) if parallel else \
+    results = _in_workers("describe", jobs, settings, lut, len(codebook), workers, tuning) if parallel else \
         _describe_here(jobs, settings, lut, len(codebook))
     batches = _Batches(store, report, tuning.batch_size, new_paths)
     try:
@@ -238,16 +267,17 @@ def _update(store, roots, files, problems, settings, codebook, report, progress,
                 progress(done, len(todo))
     except KeyboardInterrupt:
         report.interrupted = True
-    except BrokenProcessPool:
+    except _WorkersFailing:
         batches.write()
-        raise CbirError("a worker process died (out of memory, or killed); the images finished so far are kept",
-                        remedy=Remedy.ONE_WORKER) from None
+        raise CbirError("worker processes keep dying (out of memory, or killed) before they reach any file; the "
+                        "images finished so far are kept", remedy=Remedy.ONE_WORKER) from None
     batches.write()
 
 
-def _plan(store, roots, files, problems, report):
+def _plan(store, roots, files, problems, lost, report):
     """Compare the files found with the index: forget what is gone from the indexed folders, record the files that
-    cannot even be listed, count the unchanged ones. Returns the files to read, as ``(path, stored path, stat,
+    cannot even be listed (and those ``lost``: a worker died on them while the codebook was learned), count the
+    unchanged ones. Returns the files to read, as ``(path, stored path, stat,
     known row or None)``, and the stored paths that have no row yet."""
     known = store.known_images()
     known_failures = store.known_failures()
@@ -267,6 +297,10 @@ def _plan(store, roots, files, problems, report):
         except OSError as error:
             failures.append((stored, f"cannot read ({error.strerror})", None, None))
             report.failures.append((path, f"cannot read ({error.strerror})"))
+            continue
+        if path in lost:
+            failures.append((stored, lost[path], stat.st_size, stat.st_mtime_ns))
+            report.failures.append((path, lost[path]))
             continue
         entry = known.get(stored)
         if entry and entry[1] == stat.st_size and entry[2] == stat.st_mtime_ns:
@@ -333,19 +367,76 @@ def _describe_here(jobs, settings, lut, n_colors):
         yield _describe_job(job, settings, lut, n_colors)
 
 
-def _describe_parallel(jobs, settings, lut, n_colors, workers, chunk):
-    """:func:`_describe_here` in ``workers`` processes, a chunk of jobs per task, in order. The workers ignore
-    SIGINT, so Ctrl-C interrupts this process only, which stops them and keeps what is finished."""
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_context(),
-                                                initializer=_init_worker,
-                                                initargs=(settings, lut, n_colors)) as pool:
-        results = pool.map(_describe_in_worker, _chunks(jobs, chunk))
+class _WorkersFailing(Exception):
+    """Worker processes die without having started on a file: nothing to blame on a file."""
+
+
+_WORKER_DIED = "the process reading it died"
+_TIME_LIMIT = "the time limit for one file"
+
+
+def _in_workers(kind, jobs, settings, lut, n_colors, workers, tuning):
+    """Results of ``jobs`` (tuples, see :data:`_JOBS`) of one ``kind`` done in ``workers`` processes, a chunk of
+    jobs per task, in order.
+
+    The workers ignore SIGINT, so Ctrl-C interrupts this process only, which stops them and keeps what is finished.
+    A worker that dies (a crash in a decoder, the per-file time limit, a kill) takes no more than its file with
+    it: each job's state (queued, started, finished) is kept in shared memory, the jobs that were started and not
+    finished are done again one at a time in a worker of their own, where the one that kills its worker again is
+    reported as failed, and the rest goes on in a new pool.
+    """
+    context = _context()
+    state = context.RawArray("b", len(jobs))  # 0 queued, 1 started, 2 finished: written by the workers
+    memory = memory_per_worker(workers, tuning.worker_memory)
+    setup = (settings, lut, n_colors, os.getpid(), memory, tuning.file_seconds, state)
+    results, pending = {}, collections.deque(range(len(jobs)))
+    while pending:
+        for index in [i for i in pending if state[i] == 1]:  # in flight when a worker died
+            results[index] = _alone(kind, index, jobs[index], setup, context)
+        todo = [i for i in pending if i not in results]
+        if todo:
+            with concurrent.futures.ProcessPoolExecutor(min(workers, len(todo)), mp_context=context,
+                                                        initializer=_init_worker, initargs=setup) as pool:
+                futures = [pool.submit(_work_in_worker, kind, [(i, *jobs[i]) for i in chunk])
+                           for chunk in _chunks(todo, tuning.worker_chunk)]
+                try:
+                    for future in futures:
+                        try:
+                            results.update(future.result())
+                        except BrokenProcessPool:
+                            break
+                        while pending and pending[0] in results:
+                            yield results.pop(pending.popleft())
+                finally:
+                    for future in futures:
+                        future.cancel()  # what has not started (Ctrl-C, an error): shutdown waits for the rest
+                    pool.shutdown(wait=True, cancel_futures=True)
+                for future in futures:  # after a break: the chunks that finished are kept
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        results.update(future.result())
+            if any(i not in results for i in pending) and not any(state[i] == 1 for i in pending):
+                raise _WorkersFailing()
+        while pending and pending[0] in results:
+            yield results.pop(pending.popleft())
+
+
+def _alone(kind, index, job, setup, context):
+    """One job in a worker of its own: its result, or a failure naming why the worker died on it."""
+    started = time.monotonic()
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context, initializer=_init_worker,
+                                                initargs=setup) as pool:
         try:
-            for chunk in results:
-                yield from chunk
-        finally:
-            results.close()  # cancels what has not started (Ctrl-C, an error): shutdown then waits for the rest
-            pool.shutdown(wait=True, cancel_futures=True)
+            return dict(pool.submit(_work_in_worker, kind, [(index, *job)]).result())[index]
+        except BrokenProcessPool:
+            pass
+    if setup[6][index] != 1:
+        raise _WorkersFailing()
+    seconds = setup[5]
+    if time.monotonic() - started >= seconds:
+        why = f"gave up after {seconds:g} s ({_TIME_LIMIT})"
+    else:
+        why = f"{_WORKER_DIED} (a crash in the image decoder, or killed)"
+    return None, None, f"{job[0]}: {why}"
 
 
 def _describe_chunk(jobs, settings, lut, n_colors):
@@ -356,28 +447,70 @@ def _describe_chunk(jobs, settings, lut, n_colors):
 
 
 def _describe_job(job, settings, lut, n_colors):
+    """:func:`describe` of one ``(path, known sha256)`` job as ``(sha256, described, error message)``: whatever
+    goes wrong with one file (out of memory included) is that file's failure, never the run's."""
     path, known_sha256 = job
     try:
         return (*describe(path, settings, lut, n_colors, known_sha256), None)
     except CbirError as error:
         return None, None, str(error)
+    except MemoryError:
+        return None, None, f"{path}: not enough memory to describe it"
+    except Exception as error:  # noqa: BLE001 - a bug or an unforeseen library error: reported with the file
+        return None, None, f"{path}: could not be described ({type(error).__name__}: {error})"
 
 
 _worker_context = None  # (settings, lut, n_colors) of this worker process
+_worker_limits = None  # (seconds per file, shared job states) of this worker process
 
 
-def _init_worker(settings, lut, n_colors):
-    global _worker_context
+def _init_worker(settings, lut, n_colors, run_pid, memory, seconds, state):
+    global _worker_context, _worker_limits
+    exit_with(run_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)  # one core per worker process
-    if lut.flags.writeable:  # a copy sent to a spawned worker: read-only again, so the fast histogram path applies
+    if lut is not None and lut.flags.writeable:  # a copy sent to a spawned worker: read-only again, so the fast histogram path applies
         lut = lut.copy()
         lut.flags.writeable = False
     _worker_context = (settings, lut, n_colors)
+    _worker_limits = (seconds, state)
+    limit_memory(memory)  # last: what the worker holds from here on is what a file costs
 
 
-def _describe_in_worker(jobs):
-    """:func:`_describe_chunk` in a worker; vectors go back as little-endian bytes (what the database stores, and
-    sent between processes much faster than arrays)."""
-    return [(sha256, described and (*described[:2], np.asarray(described[2], "<f4").tobytes()), error)
-            for sha256, described, error in _describe_chunk(jobs, *_worker_context)]
+def _work_in_worker(kind, jobs):
+    """``[(index, result)]`` of ``(index, *job)`` jobs in a worker, each file under the time limit, its state kept
+    in shared memory."""
+    seconds, state = _worker_limits
+    run = _JOBS[kind]
+    done = []
+    with native_stderr_silenced():
+        for index, *job in jobs:
+            state[index] = 1
+            with time_limit(seconds):
+                result = run(job)
+            state[index] = 2
+            done.append((index, result))
+    return done
+
+
+def _describe_for_run(job):
+    """:func:`_describe_job` in a worker; the vector goes back as little-endian bytes (what the database stores,
+    and sent between processes much faster than an array)."""
+    sha256, described, error = _describe_job(job, *_worker_context)
+    return sha256, described and (*described[:2], np.asarray(described[2], "<f4").tobytes()), error
+
+
+def _sample_job(job):
+    """The colour counts of one ``(path,)`` of the codebook sample: ``(bins, counts, error message)``."""
+    (path,) = job
+    try:
+        return (*colour_counts(read_image(path, min_side=CODEBOOK_MIN_SIDE)), None)
+    except CbirError as error:
+        return None, None, str(error)
+    except MemoryError:
+        return None, None, f"{path}: not enough memory to describe it"
+    except Exception as error:  # noqa: BLE001 - see _describe_job
+        return None, None, f"{path}: could not be described ({type(error).__name__}: {error})"
+
+
+_JOBS = {"describe": _describe_for_run, "sample": _sample_job}

@@ -13,6 +13,9 @@ class Tuning:
     batch_size : images written per transaction of an index run
     parallel_min_files : fewer files to read than this are read in one process (starting workers costs more)
     worker_chunk : files per task sent to a worker process
+    worker_memory : bytes a worker process may allocate beyond its size at start (less on a machine whose memory
+        the workers would not fit in together); a file that needs more fails with "not enough memory"
+    file_seconds : a worker that takes longer than this over one file is ended and the file reported as failed
     raw_in_memory_bytes : raw histograms up to this size stay in memory beside the transformed ones (a query then
         skips reading its candidates back from the database); larger indexes stream them and keep only the
         transformed matrix
@@ -25,6 +28,8 @@ class Tuning:
     batch_size: int = 256
     parallel_min_files: int = 64
     worker_chunk: int = 16
+    worker_memory: int = 2 << 30
+    file_seconds: float = 120.0
     raw_in_memory_bytes: int = 64 << 20
     search_cache_rows: int = 200_000
     search_cache_bytes: int = 512 << 20
@@ -33,6 +38,8 @@ class Tuning:
         for name in ("batch_size", "worker_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not (self.worker_memory > 0 and self.file_seconds > 0):
+            raise ValueError("worker_memory and file_seconds must be positive")
         for name in ("parallel_min_files", "raw_in_memory_bytes", "search_cache_rows", "search_cache_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
