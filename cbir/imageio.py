@@ -384,9 +384,9 @@ _FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pip
                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
-def _not_regular(mode):
-    """Why a file of mode ``mode`` cannot be read as a file ("a FIFO (named pipe)"...), or None for a regular
-    file."""
+def not_a_regular_file(mode: int) -> str | None:
+    """What a file of ``st_mode`` ``mode`` is when it is not a regular file ("a FIFO (named pipe)", "a character
+    device"...), or None for a regular file."""
     for test, kind in _FILE_KINDS:
         if test(mode):
             return kind
@@ -407,7 +407,7 @@ def open_regular(path: str | os.PathLike[str], what: str = "an image file") -> B
     """
     path = os.fspath(path)
     try:
-        kind = _not_regular(os.stat(path).st_mode)
+        kind = not_a_regular_file(os.stat(path).st_mode)
         if kind:
             raise DecodeError(f"{path}: is {kind}, not {what}")
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -420,7 +420,7 @@ def open_regular(path: str | os.PathLike[str], what: str = "an image file") -> B
         if error.errno == errno.ENAMETOOLONG:
             raise DecodeError(f"{path}: path too long for the system to open") from None
         raise DecodeError(f"{path}: cannot read ({error.strerror or error})") from None
-    kind = _not_regular(os.fstat(fd).st_mode)
+    kind = not_a_regular_file(os.fstat(fd).st_mode)
     if kind:
         os.close(fd)
         raise DecodeError(f"{path}: is {kind}, not {what}")

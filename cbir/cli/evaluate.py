@@ -25,7 +25,7 @@ def evaluate_command(
         "--min-side", min=0, help="Decode JPEGs reduced while the short side keeps this many pixels.")] = None,
     sample: Annotated[Optional[int], typer.Option("--sample", min=1,
                                                   help="Images sampled to learn the codebook.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the codebook k-means.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Seed of the codebook k-means.")] = None,
     kernel: KernelOption = None,
     sigma: SigmaOption = None,
     power: PowerOption = None,

@@ -68,7 +68,7 @@ def show_report(report, db, json_output):
                     "seconds": round(report.seconds, 3)})
         return
     for path, reason in report.failures:
-        stderr.print(f"failed: {one_line(show_path(path))}: {reason}", markup=False, soft_wrap=True)
+        stderr.print(f"failed: {show_path(path)}: {one_line(reason)}", markup=False, soft_wrap=True)
     if report.interrupted:
         stderr.print("Interrupted: finished images are kept; run the same command again to complete.", markup=False)
     stdout.print(report.summary(), markup=False)

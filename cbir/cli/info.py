@@ -8,7 +8,7 @@ import typer
 from ..imageio import write_image
 from ..viz.sheets import palette_swatch
 from .options import DbOption, JsonOption
-from .output import check_writable_image_path, print_json, reports_errors, stderr, stdout
+from .output import check_writable_image_path, one_line, print_json, reports_errors, stderr, stdout
 
 
 @reports_errors
@@ -29,18 +29,18 @@ def info_command(
         if palette is not None:
             write_image(palette, palette_swatch(*index.codebook_colours(), 800, 64))
             if not json_output:
-                stderr.print(f"wrote {palette}", markup=False)
+                stderr.print(f"wrote {one_line(str(palette))}", markup=False)
     if json_output:
         info["failure_list"] = [{"path": f.stored_path, "reason": f.reason} for f in failures]
         print_json(info)
         return
-    stdout.print(f"database: {info['database']} ({info['bytes'] / 1e6:.1f} MB, schema {info['schema_version']})",
+    stdout.print(f"database: {one_line(info['database'])} ({info['bytes'] / 1e6:.1f} MB, schema {info['schema_version']})",
                  markup=False)
     stdout.print(f"images: {info['images']} indexed, {info['failures']} failed", markup=False)
     for failure in failures:
-        stdout.print(f"  failed: {failure.stored_path}: {failure.reason}", markup=False)
+        stdout.print(f"  failed: {one_line(failure.stored_path)}: {one_line(failure.reason)}", markup=False)
     stdout.print(f"codebook: {info['codebook'] and len(info['codebook'])} colours", markup=False)
     for key, value in (info["settings"] or {}).items():
-        stdout.print(f"  {key}: {value}", markup=False)
+        stdout.print(f"  {one_line(str(key))}: {one_line(str(value))}", markup=False)
     if info["search_cache_rows"] is not None:
         stdout.print(f"search cache: {info['search_cache_rows']} transformed rows (opening reads them)", markup=False)

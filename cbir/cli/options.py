@@ -9,7 +9,7 @@ import typer
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
 SpaceOption = Annotated[str, typer.Option("--space", help="Colour space of the k-means: lab (CIELAB) or rgb.")]
-SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the k-means++ initialisation.")]
+SeedOption = Annotated[int, typer.Option("--seed", min=0, help="Seed of the k-means++ initialisation.")]
 DbOption = Annotated[
     Path, typer.Option("--db", envvar="CBIR_DB", help="Index database file (default ./cbir.db, or $CBIR_DB).")
 ]

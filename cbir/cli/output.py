@@ -58,8 +58,8 @@ def message(error: CbirError, db: Any = None) -> str:
 
 
 def fail(text: str) -> None:
-    """Print ``Error: text`` on stderr and exit with code 1."""
-    stderr.print(f"Error: {text}", markup=False, soft_wrap=True)
+    """Print ``Error: text`` on stderr (on one line, names escaped: see :func:`one_line`) and exit with code 1."""
+    stderr.print(f"Error: {one_line(text)}", markup=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -68,6 +68,10 @@ def reports_errors(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        try:
+            os.getcwd()
+        except FileNotFoundError:  # every relative path (the default database too) would fail with a traceback
+            fail("the current folder no longer exists (it was deleted or moved); cd to a folder that exists")
         try:
             return command(*args, **kwargs)
         except CbirError as error:
@@ -80,19 +84,44 @@ def reports_errors(command: Callable) -> Callable:
 
 
 def print_json(document: Any) -> None:
-    """One JSON document on one line of stdout."""
-    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+    """One JSON document on one line of stdout, valid UTF-8 whatever the file names (see :func:`decodable`)."""
+    sys.stdout.write(json.dumps(_decodable_strings(document), ensure_ascii=False) + "\n")
+
+
+def _decodable_strings(value):
+    if isinstance(value, str):
+        return decodable(value)
+    if isinstance(value, dict):
+        return {_decodable_strings(k): _decodable_strings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_decodable_strings(v) for v in value]
+    return value
 
 
 def show_path(path: str) -> str:
-    """A path as the user would type it: relative to the working directory when inside it."""
+    """A path as the user would type it (relative to the working directory when inside it), safe to print
+    (:func:`one_line`)."""
     relative = os.path.relpath(path)
-    return path if relative.startswith(os.pardir) else relative
+    return one_line(path if relative.startswith(os.pardir) else relative)
+
+
+def decodable(text: str) -> str:
+    """Text that encodes as UTF-8: the bytes of a file name that are not UTF-8 (kept by Python as lone
+    surrogates) written as ``\\xNN``, as the index keeps such names."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") \
+            if all(not "\ud800" <= c <= "\udc7f" and not "\udd00" <= c <= "\udfff" for c in text) \
+            else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def one_line(text: str) -> str:
-    """Text with control characters (a newline in a file name) escaped, so one report stays on one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    """Text safe to show on a terminal: control characters (a newline, the escape sequences a hostile file name
+    holds) escaped, so one report stays one line and nothing reaches the terminal as a command; bytes that are
+    not UTF-8 as ``\\xNN`` (:func:`decodable`)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in decodable(text))
 
 
 def check_writable_image_path(path: Path | None) -> None:

@@ -14,7 +14,7 @@ from ..files import write_text
 from ..imageio import encode_image, read_thumbnail, write_image
 from ..viz.page import Picture, Section, results_page
 from ..viz.sheets import Shown, montage
-from .output import stderr
+from .output import one_line, stderr
 from .progress import ProgressBar
 
 THUMBNAIL = 240  # longest side of a page thumbnail, pixels
@@ -93,4 +93,4 @@ def write_result_pictures(index, queries, rankings, html, montage_path, show_pro
         write_image(montage_path, montage(groups, palette))
     for path in (html, montage_path):
         if path is not None and not quiet:
-            stderr.print(f"wrote {path}", markup=False)
+            stderr.print(f"wrote {one_line(str(path))}", markup=False)

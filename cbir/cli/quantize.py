@@ -13,7 +13,7 @@ from ..core.quantize import DITHERS, over_white, quantize_sweep
 from ..imageio import PALETTE_FORMATS, palette_bit_depth, read_image, write_image, write_palette_image
 from ..viz.sheets import comparison_sheet, palette_swatch
 from .options import JsonOption, SeedOption
-from .output import check_writable_image_path, print_json, reports_errors, stderr, stdout
+from .output import check_writable_image_path, one_line, print_json, reports_errors, stderr, stdout
 
 QuantizeSpaceOption = Annotated[str, typer.Option(
     "--space", help="Colour space of the k-means: rgblab (RGB and CIELAB together: low RGB error and low ΔE), "
@@ -87,7 +87,7 @@ def quantize_command(
                       f"{r.seconds * 1000:.0f} ms")
     stdout.print(table)
     for path, kind in written:
-        stderr.print(f"wrote {path} ({os.path.getsize(path) / 1024:.1f} KiB, {kind})", markup=False)
+        stderr.print(f"wrote {one_line(str(path))} ({os.path.getsize(path) / 1024:.1f} KiB, {kind})", markup=False)
 
 
 def write_pictures(original, results, output, palette, as_palette):

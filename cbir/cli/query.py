@@ -6,13 +6,17 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ..core.colour_query import describe, parse_target, rest_share
 from ..viz.sheets import colour_query_swatch
 from .options import DbOption, KernelOption, PowerOption, QuietOption, SigmaOption
-from .output import check_writable_image_path, print_json, reports_errors, show_path, stdout
+from .output import check_writable_image_path, one_line, print_json, reports_errors, show_path, stdout
 from .pictures import Query, write_result_pictures
 from .progress import ProgressBar
+
+
+MAX_PICTURED = 100  # results a query shows in --html and --montage
 
 
 @reports_errors
@@ -57,6 +61,9 @@ def query_command(
 
     if not images and not color:
         raise typer.BadParameter("give query image files, or colours with --color", param_hint="IMAGES")
+    if (html is not None or montage is not None) and not 0 < n <= MAX_PICTURED:
+        raise typer.BadParameter(f"--html and --montage show at most {MAX_PICTURED} results a query (a picture of "
+                                 "every image of a large index would not fit in memory)", param_hint="-n")
     check_writable_image_path(montage)
     target = parse_target(color) if color else None
     ranking = {k: v for k, v in dict(kernel=kernel, sigma=sigma, power=power).items() if v is not None}
@@ -114,7 +121,7 @@ def show_results(query, results, target, json_output, unlike_shown=()):
             {"rank": rank, "path": path, "distance": round(distance, 6)} for rank, distance, path in shown]})
         return
     title = query.title + (f", not {' / '.join(unlike_shown)}" if unlike_shown and len(query.examples) == 1 else "")
-    table = Table("rank", "distance", "path", title=f"query: {title}", title_justify="left")
+    table = Table("rank", "distance", "path", title=Text(f"query: {one_line(title)}"), title_justify="left")
     for rank, distance, path in shown:
-        table.add_row(str(rank), f"{distance:.4f}", path)
+        table.add_row(str(rank), f"{distance:.4f}", Text(path))  # Text: a name is never read as rich markup
     stdout.print(table)

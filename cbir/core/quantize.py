@@ -115,6 +115,8 @@ def quantize(image: np.ndarray, k: int, *, space: str = "rgblab", seed: int = 0,
         raise ValueError(f"unknown colour space {space!r}; choose one of {', '.join(QUANTIZE_SPACES)}")
     if dither not in DITHERS:
         raise ValueError(f"unknown dither {dither!r}; choose one of {', '.join(DITHERS)}")
+    if not 0 <= seed < 1 << 63:
+        raise ValueError(f"seed must be in 0..2**63-1, got {seed}")
     if image.shape[2] == 4 and image[..., 3].min() == 255:
         image = image[..., :3]  # an opaque alpha channel: nothing to keep
     if image.shape[2] == 4:

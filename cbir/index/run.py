@@ -29,7 +29,8 @@ import numpy as np
 from ..core.codebook import colour_counts, empty_pool, learn_codebook, pool_counts
 from ..core.histogram import LUT_BITS, histogram, lookup_table
 from ..errors import CbirError, Remedy, SettingsError
-from ..imageio import IMAGE_EXTENSIONS, decode_with_size, native_stderr_silenced, read_bytes, read_image
+from ..imageio import (IMAGE_EXTENSIONS, decode_with_size, native_stderr_silenced, not_a_regular_file, read_bytes,
+                       read_image)
 from ..settings import Settings
 from .tuning import Tuning
 from .workers import context as _context
@@ -68,32 +69,52 @@ def find_images(roots):
     Returns
     -------
     files : sorted list of absolute paths
-    problems : list of (path, reason) for entries that look like images but cannot be read as files
+    problems : list of (path, reason) for what looks like an image but cannot be read as a file (a broken link, a
+        FIFO or a device named like an image, a path too long), and for folders that cannot be listed
+    unlisted : folders that could not be listed: what the index holds under them is kept as it is
     """
-    files, problems = set(), []
+    files, problems, unlisted = set(), [], []
+
+    def cannot_list(error):
+        folder = os.path.abspath(error.filename)
+        unlisted.append(folder)
+        problems.append((folder, f"cannot list this folder ({_os_reason(error)}); what was indexed from it is kept"))
+
     for root in roots:
         root = os.fspath(root)
         if os.path.isfile(root):
-            if _utf8_name(root):
-                files.add(os.path.abspath(root))
-            else:
-                problems.append((_escaped_name(os.path.abspath(root)), _NOT_UTF8))
+            files.add(os.path.abspath(root))
             continue
         if not os.path.isdir(root):
             reason = "broken symbolic link" if os.path.islink(root) else "no such file or directory"
             raise CbirError(f"{root}: {reason}")
-        for folder, _, names in os.walk(root):
-            for name in names:
-                if not name.lower().endswith(IMAGE_EXTENSIONS):
-                    continue
-                path = os.path.abspath(os.path.join(folder, name))
-                if not _utf8_name(path):
-                    problems.append((_escaped_name(path), _NOT_UTF8))
-                elif os.path.isfile(path):
-                    files.add(path)
-                elif os.path.islink(path):
-                    problems.append((path, _link_problem(path)))
-    return sorted(files), problems
+        for folder, _, names in os.walk(root, onerror=cannot_list):
+            for name in names:  # os.walk lists everything but folders here: files, links, FIFOs, devices
+                if name.lower().endswith(IMAGE_EXTENSIONS):
+                    path = os.path.abspath(os.path.join(folder, name))
+                    problem = _not_a_file(path)
+                    if problem:
+                        problems.append((path, problem))
+                    else:
+                        files.add(path)
+    return sorted(files), problems, unlisted
+
+
+def _not_a_file(path):
+    """Why ``path`` (named like an image) is not a file that can be read, or None."""
+    try:
+        kind = not_a_regular_file(os.stat(path).st_mode)
+    except OSError as error:
+        if os.path.islink(path):
+            return _link_problem(path)
+        return f"cannot read ({_os_reason(error)})"
+    return f"is {kind}, not an image file" if kind else None
+
+
+def _os_reason(error):
+    if error.errno == errno.ENAMETOOLONG:
+        return "path too long for the system"
+    return error.strerror or str(error)
 
 
 _NOT_UTF8 = "file name is not valid UTF-8 (shown with \\x escapes); rename the file to index it"
@@ -227,7 +248,7 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
         meta = store.meta()
         has_codebook = store.codebook() is not None
         settings = resolve_settings(meta.get("settings") if has_codebook else None, overrides or {}, rebuild)
-        files, problems = find_images(roots)
+        files, problems, unlisted = find_images(roots)
         if workers > 1 and _parallel(workers, _fewest_new(store, files, fresh=rebuild or not has_codebook), tuning):
             _start_server()  # it boots on another core while this one learns the codebook or lists the work
         if not has_codebook or rebuild:
@@ -241,15 +262,16 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
             lost = {}
             if settings.to_dict() != meta.get("settings"):  # ranking settings changed: no new histograms needed
                 store.set_meta({"settings": settings.to_dict()})
-        _update(store, roots, files, problems, lost, settings, store.codebook(), report, progress, workers, tuning)
+        _update(store, roots, (files, problems, unlisted), lost, settings, store.codebook(), report, progress,
+                workers, tuning)
     finally:
         store.unlock()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _update(store, roots, files, problems, lost, settings, codebook, report, progress, workers, tuning):
-    todo, new_paths = _plan(store, roots, files, problems, lost, report)
+def _update(store, roots, found, lost, settings, codebook, report, progress, workers, tuning):
+    todo, new_paths = _plan(store, roots, found, lost, report)
     if not todo:
         return
     parallel = _parallel(workers, len(todo), tuning)
@@ -274,29 +296,38 @@ def _update(store, roots, files, problems, lost, settings, codebook, report, pro
     batches.write()
 
 
-def _plan(store, roots, files, problems, lost, report):
-    """Compare the files found with the index: forget what is gone from the indexed folders, record the files that
-    cannot even be listed (and those ``lost``: a worker died on them while the codebook was learned), count the
-    unchanged ones. Returns the files to read, as ``(path, stored path, stat,
-    known row or None)``, and the stored paths that have no row yet."""
+def _plan(store, roots, found, lost, report):
+    """Compare the files found (``find_images``) with the index: forget what is gone from the indexed folders
+    (never what is under a folder that could not be listed), record the files that cannot even be read (and those
+    ``lost``: a worker died on them while the codebook was learned), count the unchanged ones. Returns the files to
+    read, as ``(path, stored path, stat, known row or None)``, and the stored paths that have no row yet."""
+    files, problems, unlisted = found
     known = store.known_images()
     known_failures = store.known_failures()
     abs_roots = [os.path.abspath(r) for r in roots]
-    stored_paths = [store.stored_path(f) for f in files]
-    seen = set(stored_paths) | {store.stored_path(p) for p, _ in problems}
+    problems = list(problems)
+    stored_paths = []
+    for path in files:
+        stored = store.stored_path(path)
+        if _utf8_name(stored):
+            stored_paths.append((path, stored))
+        else:  # undecodable bytes: SQLite text and JSON cannot hold the path as the database would keep it
+            problems.append((_escaped_name(path), _NOT_UTF8))
+    seen = {stored for _, stored in stored_paths} | {store.stored_path(p) for p, _ in problems}
     removed = [p for p in list(known) + list(known_failures)
-               if p not in seen and _under(os.path.abspath(store.disk_path(p)), abs_roots)]
+               if p not in seen and _under(os.path.abspath(store.disk_path(p)), abs_roots)
+               and not _under(os.path.abspath(store.disk_path(p)), unlisted)]
     report.removed = sum(p in known for p in removed)
 
     failures = [(store.stored_path(p), reason, None, None) for p, reason in problems]
     report.failures += problems
     todo = []
-    for path, stored in zip(files, stored_paths):
+    for path, stored in stored_paths:
         try:
             stat = os.stat(path)
         except OSError as error:
-            failures.append((stored, f"cannot read ({error.strerror})", None, None))
-            report.failures.append((path, f"cannot read ({error.strerror})"))
+            failures.append((stored, f"cannot read ({_os_reason(error)})", None, None))
+            report.failures.append((path, f"cannot read ({_os_reason(error)})"))
             continue
         if path in lost:
             failures.append((stored, lost[path], stat.st_size, stat.st_mtime_ns))
