@@ -159,8 +159,13 @@ def test_values_that_cannot_work_are_refused_up_front(cli, tmp_path):
     assert code == 2 and "Traceback" not in err
     code, _, err = cli("index", tmp_path, "--db", tmp_path / "i.db", "--sigma", "inf", "-q")
     assert code == 1 and "sigma must be positive and finite" in err
-    code, _, err = cli("query", photo, "--db", tmp_path / "i.db", "-n", "0", "--montage", tmp_path / "m.png")
+    code, _, err = cli("query", photo, "--db", tmp_path / "i.db", "-n", "101", "--montage", tmp_path / "m.png")
     assert code == 2 and "at most 100 results" in err
+    photos = write_photos(tmp_path / "photos", 101, size=(8, 8))
+    with Index.open(tmp_path / "i.db", create=True) as index:
+        index.add(photos, settings={"colors": 4})
+    code, _, err = cli("query", photo, "--db", tmp_path / "i.db", "-n", "0", "--html", tmp_path / "m.html")
+    assert code == 2 and "at most 100 results" in err and not (tmp_path / "m.html").exists()
 
 
 def test_cloud_placeholders_do_not_hide_the_photos_beside_them(tmp_path):

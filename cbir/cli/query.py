@@ -61,14 +61,16 @@ def query_command(
 
     if not images and not color:
         raise typer.BadParameter("give query image files, or colours with --color", param_hint="IMAGES")
-    if (html is not None or montage is not None) and not 0 < n <= MAX_PICTURED:
-        raise typer.BadParameter(f"--html and --montage show at most {MAX_PICTURED} results a query (a picture of "
-                                 "every image of a large index would not fit in memory)", param_hint="-n")
+    pictured = html is not None or montage is not None
+    if pictured and n > MAX_PICTURED:
+        too_many_to_picture()
     check_writable_image_path(montage)
     target = parse_target(color) if color else None
     ranking = {k: v for k, v in dict(kernel=kernel, sigma=sigma, power=power).items() if v is not None}
     show_progress = not (quiet or json_output)
     with Index.open(db, ranking=ranking) as index:
+        if pictured and n == 0 and len(index) > MAX_PICTURED:
+            too_many_to_picture()
         queries = make_queries(index, images or [], target, show_progress)
         negatives = [*(unlike or []), *([parse_target(unlike_color)] if unlike_color else [])]
         unlike_shown = [str(p) for p in unlike or []] + ([describe(negatives[-1])] if unlike_color else [])
@@ -82,6 +84,11 @@ def query_command(
             show_results(query, results, target, json_output, unlike_shown)
         if html is not None or montage is not None:
             write_result_pictures(index, queries, rankings, html, montage, show_progress, quiet or json_output)
+
+
+def too_many_to_picture():
+    raise typer.BadParameter(f"--html and --montage show at most {MAX_PICTURED} results a query (pictures of every "
+                             "image of a large index would not fit in memory)", param_hint="-n")
 
 
 def make_queries(index, images, target, show_progress):
