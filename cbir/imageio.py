@@ -34,27 +34,12 @@ import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
-MAX_PIXELS = 128_000_000
-MAX_FILE_BYTES = 1 << 30  # 1 GiB: more than any photo within MAX_PIXELS (a 128 Mpx 16-bit RGBA TIFF, uncompressed)
+import cv2
+import numpy as np
 
-# OpenCV checks every decoder's header against OPENCV_IO_MAX_IMAGE_PIXELS, read once when cv2 is first imported:
-# it is set here, before this module (the first in cbir to do so, see cbir/__init__.py) imports cv2, and worker
-# processes inherit it. It covers the formats whose header cbir does not parse itself. A smaller value already
-# set is kept. When cv2 was imported before cbir, :func:`_opencv_limit_in_force` finds out whether a limit holds.
-_CV2_IMPORTED_FIRST = "cv2" in sys.modules
-if not _CV2_IMPORTED_FIRST:
-    try:
-        _keep = 0 < int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "")) <= MAX_PIXELS
-    except ValueError:
-        _keep = False
-    if not _keep:
-        os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(MAX_PIXELS)
-
-import cv2  # noqa: E402 - after the limit above
-import numpy as np  # noqa: E402
-
-from .errors import DecodeError, WriteError  # noqa: E402
-from .files import write_file  # noqa: E402
+from .errors import DecodeError, WriteError
+from .files import write_file
+from .limits import CV2_IMPORTED_FIRST, MAX_FILE_BYTES, MAX_PIXELS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
@@ -268,7 +253,7 @@ def _opencv_limit_in_force():
     importing cv2; otherwise found once by decoding a bare BMP header just over the limit (nothing is decoded:
     either the limit refuses it, or the missing pixel data does)."""
     global _limit_checked
-    if not _CV2_IMPORTED_FIRST:
+    if not CV2_IMPORTED_FIRST:
         return True
     if _limit_checked is None:
         width = 1 << 20  # OpenCV's own width limit

@@ -39,7 +39,7 @@ def floor_of(module):
     if len(parts) == 1 or parts[1] in ("__init__", "__main__"):
         return "package"
     head = parts[1]
-    if head in ("imageio", "files"):
+    if head in ("imageio", "files", "limits"):
         return "io"
     return head
 

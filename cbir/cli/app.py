@@ -6,6 +6,7 @@ exit code 1 and the command line that fixes them; usage errors stay typer's exit
 on stdout and nothing else.
 """
 
+import signal
 from typing import Annotated
 
 import typer
@@ -15,7 +16,7 @@ from .check import check_command
 from .evaluate import evaluate_command
 from .index import index_command
 from .info import info_command
-from .output import stdout
+from .output import EXIT_INTERRUPTED, stderr, stdout
 from .quantize import quantize_command
 from .query import query_command
 from .serve import serve_command
@@ -49,4 +50,12 @@ app.command("serve")(serve_command)
 
 
 def main() -> None:
+    """Run the command line. Ctrl-C before a command has started (while typer parses, or the command's module
+    imports what it needs) exits with 130 as it does inside a command, without a traceback or "Aborted!"."""
+    signal.signal(signal.SIGINT, _interrupted_before_the_command)  # a command puts Python's own handler back
     app()
+
+
+def _interrupted_before_the_command(signum, frame):
+    stderr.print("Interrupted.", markup=False)
+    raise SystemExit(EXIT_INTERRUPTED)

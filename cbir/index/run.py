@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import errno
 import hashlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
@@ -372,9 +374,30 @@ class _Batches:
             self.write()
 
     def write(self):
-        """Write what is pending in one transaction."""
-        self.store.write_batch(self.records, self.failures, self.touched, new_paths=self.new_paths)
-        self.records, self.failures, self.touched = [], [], []
+        """Write what is pending in one transaction; Ctrl-C meanwhile waits until the batch is written and no longer
+        pending (else an interruption just after the commit wrote the batch a second time: "UNIQUE constraint
+        failed")."""
+        with _interrupts_held():
+            self.store.write_batch(self.records, self.failures, self.touched, new_paths=self.new_paths)
+            self.records, self.failures, self.touched = [], [], []
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """Hold SIGINT until the block has run, then raise KeyboardInterrupt: in the main thread, while Python's own
+    handler is in place (another handler is left alone)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    held = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if held:
+            raise KeyboardInterrupt
 
 
 def _parallel(workers, n_jobs, tuning):
