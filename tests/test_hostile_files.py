@@ -7,9 +7,11 @@ child process (``slow``), the rest runs here.
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -177,3 +179,71 @@ def test_a_16_bit_rgba_png_is_converted_within_twice_its_decoded_size(tmp_path):
     assert result["outcomes"][str(path)] == [side, side, 3]
     decoded_mib = side * side * 8 / (1 << 20)
     assert result["extra_mib"] < 2 * decoded_mib, result
+
+
+# --- output files (defect 8) -------------------------------------------------------------------------------------
+def test_a_planted_link_at_the_old_temporary_name_is_not_followed(tmp_path):
+    """Before, the temporary was PATH.partial-PID, opened following links: a planted link made cbir overwrite the
+    file it pointed to (a root run overwrote another user's 0600 file)."""
+    from cbir.files import write_file
+
+    victim = tmp_path / "victim"
+    victim.write_text("secret")
+    victim.chmod(0o600)
+    out = tmp_path / "shared" / "page.html"
+    out.parent.mkdir()
+    os.symlink(victim, f"{out}.partial-{os.getpid()}")
+    write_file(out, b"<html>")
+    assert victim.read_text() == "secret" and out.read_bytes() == b"<html>"
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, f"{out.name}.partial-{os.getpid()}"])
+
+
+def test_an_output_keeps_the_mode_of_the_file_it_replaces_and_a_link_stays_a_link(tmp_path):
+    from cbir.files import write_file
+
+    private = tmp_path / "private.html"
+    private.write_text("old")
+    private.chmod(0o600)
+    write_file(private, b"new")
+    assert private.read_bytes() == b"new" and stat.S_IMODE(private.stat().st_mode) == 0o600
+    link = tmp_path / "link.html"
+    os.symlink(private, link)
+    write_file(link, b"newer")
+    assert link.is_symlink() and private.read_bytes() == b"newer"
+    fresh = tmp_path / "fresh.png"
+    write_file(fresh, b"x")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~umask
+
+
+def test_devices_and_fifos_are_written_through_and_directories_refused(tmp_path):
+    from cbir import WriteError
+    from cbir.files import write_file
+
+    write_file("/dev/null", b"discarded")
+    assert os.path.exists("/dev/null") and stat.S_ISCHR(os.stat("/dev/null").st_mode)  # still the device
+    stdout_link = tmp_path / "out.png"
+    os.symlink("/dev/null", stdout_link)  # as a link to /proc/self/fd/1 would be: written through, kept a link
+    write_file(stdout_link, b"x")
+    assert stdout_link.is_symlink()
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    with pytest.raises(WriteError, match="no process reads this FIFO"):
+        write_file(fifo, b"x")
+    received = []
+    reader = threading.Thread(target=lambda: received.append(open(fifo, "rb").read()))
+    reader.start()
+    deadline = time.monotonic() + 10
+    while True:  # the reader must have the FIFO open before a non-blocking writer can open it
+        try:
+            write_file(fifo, b"through the pipe")
+            break
+        except WriteError:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    reader.join(10)
+    assert received == [b"through the pipe"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    with pytest.raises(WriteError, match="is a directory"):
+        write_file(tmp_path, b"x")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
