@@ -24,6 +24,8 @@ class Remedy(str, Enum):
     CHECK = "check"  # the database changed under a query, or is damaged: check it
     REINDEX = "reindex"  # indexed files are gone or changed: indexing their folders again brings the index in step
     GIVE_COLOUR = "give-colour"  # a colour query without any colour
+    FREE_SPACE = "free-space"  # the disk is full (or failed): what was finished is kept; free space and run again
+    WRITABLE_COPY = "writable-copy"  # the database may be read here but not written
 
 
 # Advice for a Python caller; the CLI has its own table (cbir/cli/output.py).
@@ -39,6 +41,8 @@ _PYTHON_ADVICE = {
     Remedy.CHECK: "check it with Index.check(path)",
     Remedy.REINDEX: "add their folders again with Index.add (files gone from them are forgotten)",
     Remedy.GIVE_COLOUR: "e.g. parse_target(['#1e90ff:40'])",
+    Remedy.FREE_SPACE: "free some disk space, then call it again (what was finished is kept)",
+    Remedy.WRITABLE_COPY: "add photos to a copy of it in a folder you may write to",
 }
 
 

@@ -315,7 +315,8 @@ def test_query_snapshot_does_not_mix_an_old_codebook_with_new_histograms(small_d
 
 def test_sqlite_errors_become_database_errors(small_db):
     with Index.open(small_db) as index:
-        index._store.db.execute("DROP TABLE codebook")
+        with sqlite3.connect(small_db) as other:  # the index reads through a read-only connection
+            other.execute("DROP TABLE codebook")
         with pytest.raises(DatabaseError, match="no such table"):
             index.codebook_colours()
 

@@ -126,6 +126,7 @@ def test_a_cache_made_before_a_commit_it_did_not_see_is_not_used(many_photos, tm
         with store.snapshot():
             engine, state = load(store, use_cache=False), store.change_state()
         with Store.open(db) as writer:  # another process adds an image after the matrix was read
+            writer.lock_for_writing()
             add_an_image(writer, None)
         search_cache.write(store, engine.backend.transform_key(), engine.ids, engine.backend.transformed, state)
         assert search_cache.header(store) is None
@@ -162,7 +163,7 @@ def rows_not_a_number(path):
 
 
 def an_older_generation(path):
-    rewrite_header(path, generation=lambda generation: generation - 1)
+    rewrite_header(path, generation="0" * 32)  # the state token of another moment
 
 
 def another_database(path):
@@ -253,6 +254,7 @@ def test_cbir_index_writes_the_cache_and_ctrl_c_there_exits_130(many_photos, tmp
     assert code == 3 and "added 40" in out  # 3: the two broken files
     with Store.open(db) as store:
         assert load(store).cached
+        store.lock_for_writing()
         add_an_image(store, None)  # drops it
 
     def interrupted(self, progress=None):

@@ -43,6 +43,8 @@ ADVICE = {
     Remedy.CHECK: "run: cbir check --db {db}",
     Remedy.REINDEX: "run cbir index on their folders to forget or update them",
     Remedy.GIVE_COLOUR: "e.g. --color '#1e90ff:40'",
+    Remedy.FREE_SPACE: "free some disk space, then run the same command again",
+    Remedy.WRITABLE_COPY: "index into a copy of it in a folder you may write to",
 }
 
 
@@ -102,11 +104,16 @@ def _decodable_strings(value):
     return value
 
 
-def show_path(path: str) -> str:
-    """A path as the user would type it (relative to the working directory when inside it), safe to print
-    (:func:`one_line`)."""
+def relative_path(path: str) -> str:
+    """A path as the user would type it: relative to the working directory when inside it (for JSON; see
+    :func:`show_path` for a terminal)."""
     relative = os.path.relpath(path)
-    return one_line(path if relative.startswith(os.pardir) else relative)
+    return path if relative.startswith(os.pardir) else relative
+
+
+def show_path(path: str) -> str:
+    """:func:`relative_path`, safe to print on a terminal (:func:`one_line`)."""
+    return one_line(relative_path(path))
 
 
 def decodable(text: str) -> str:

@@ -11,7 +11,8 @@ from rich.text import Text
 from ..core.colour_query import describe, parse_target, rest_share
 from ..viz.sheets import colour_query_swatch
 from .options import DbOption, KernelOption, PowerOption, QuietOption, SigmaOption
-from .output import check_writable_image_path, one_line, print_json, reports_errors, show_path, stdout
+from .output import (check_writable_image_path, one_line, print_json, relative_path, reports_errors, show_path,
+                     stdout)
 from .pictures import Query, write_result_pictures
 from .progress import ProgressBar
 
@@ -114,8 +115,7 @@ def together_query(queries, unlike_shown):
 
 
 def show_results(query, results, target, json_output, unlike_shown=()):
-    shown = [(r.rank, r.distance, show_path(r.path)) for r in results]
-    if json_output:
+    if json_output:  # JSON escapes control characters itself; print_json escapes bytes that are not UTF-8
         document = {"query": query.title}
         if len(query.examples) > 1:
             document["examples"] = [str(e) if isinstance(e, Path) else describe(e) for e in query.examples]
@@ -124,9 +124,10 @@ def show_results(query, results, target, json_output, unlike_shown=()):
             document["any_color"] = round(rest_share(target), 6)
         if unlike_shown:
             document["not"] = list(unlike_shown)
-        print_json({**document, "results": [
-            {"rank": rank, "path": path, "distance": round(distance, 6)} for rank, distance, path in shown]})
+        print_json({**document, "results": [{"rank": r.rank, "path": relative_path(r.path),
+                                              "distance": round(r.distance, 6)} for r in results]})
         return
+    shown = [(r.rank, r.distance, show_path(r.path)) for r in results]
     title = query.title + (f", not {' / '.join(unlike_shown)}" if unlike_shown and len(query.examples) == 1 else "")
     table = Table("rank", "distance", "path", title=Text(f"query: {one_line(title)}"), title_justify="left")
     for rank, distance, path in shown:

@@ -233,6 +233,18 @@ def index_collection(index: Index, collection: Collection, settings: dict[str, A
     return index.add(collection.paths, settings=settings, rebuild=rebuild, progress=progress)
 
 
+def _refuse_to_drop_other_images(index, collection):
+    """A rebuild keeps only the labelled images: refuse it on a database that holds others (before, ``evaluate
+    --db X --rebuild`` silently deleted every image of X that was not in the labels file)."""
+    if not index.info()["images"]:
+        return
+    labelled = set(collection.paths)
+    others = sum(os.path.normpath(p) not in labelled for p in index.image_paths()[1])
+    if others:
+        raise EvaluationError(f"{index.path} holds {others} images that are not in the labels file, and --rebuild "
+                              "would drop them; evaluate with a database of its own (another --db, or none)")
+
+
 def run_experiment(directory: str | os.PathLike[str], labels_csv: str | os.PathLike[str], *,
                    db: str | os.PathLike[str] | None = None, settings: dict[str, Any] | None = None,
                    distances: Sequence[str] = ("qfd",), rebuild: bool = False, feedback: int = 0,
@@ -269,6 +281,8 @@ def run_experiment(directory: str | os.PathLike[str], labels_csv: str | os.PathL
     with tempfile.TemporaryDirectory(prefix="cbir-evaluate-") as scratch:
         path = db if db is not None else os.path.join(scratch, "evaluate.db")
         with Index.open(path, create=True, ranking=ranking) as index:
+            if rebuild:
+                _refuse_to_drop_other_images(index, collection)
             report = index_collection(index, collection, settings, rebuild=rebuild, progress=index_progress)
             results = evaluate_index(index, collection, distances, query_progress, feedback=feedback, judged=judged)
             stored = index.info()["settings"]

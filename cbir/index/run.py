@@ -30,7 +30,7 @@ import numpy as np
 
 from ..core.codebook import colour_counts, empty_pool, learn_codebook, pool_counts
 from ..core.histogram import LUT_BITS, histogram, lookup_table
-from ..errors import CbirError, Remedy, SettingsError
+from ..errors import CbirError, DatabaseError, Remedy, SettingsError
 from ..imageio import (IMAGE_EXTENSIONS, decode_with_size, native_stderr_silenced, not_a_regular_file, read_bytes,
                        read_image)
 from ..settings import Settings
@@ -253,23 +253,48 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
         files, problems, unlisted = find_images(roots)
         if workers > 1 and _parallel(workers, _fewest_new(store, files, fresh=rebuild or not has_codebook), tuning):
             _start_server()  # it boots on another core while this one learns the codebook or lists the work
-        if not has_codebook or rebuild:
-            if not files:
-                raise CbirError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {', '.join(map(str, roots))}")
-            colours, rgb, shares, lost = learn_collection_codebook(files, settings, workers, tuning)
-            store.replace_codebook(colours, ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in rgb], shares,
-                                   {"settings": settings.to_dict(), "lut_bits": LUT_BITS})
-            report.codebook_learned = True
-        else:
-            lost = {}
-            if settings.to_dict() != meta.get("settings"):  # ranking settings changed: no new histograms needed
-                store.set_meta({"settings": settings.to_dict()})
-        _update(store, roots, (files, problems, unlisted), lost, settings, store.codebook(), report, progress,
-                workers, tuning)
+        target, rebuilding, finished = store, rebuild and has_codebook, False
+        try:
+            if not has_codebook or rebuild:
+                if not files:
+                    raise CbirError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under "
+                                    f"{', '.join(map(str, roots))}")
+                colours, rgb, shares, lost = learn_collection_codebook(files, settings, workers, tuning)
+                hexes = ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in rgb]
+                learned = {"settings": settings.to_dict(), "lut_bits": LUT_BITS}
+                if rebuilding:  # written beside the index, which stays as it is until the rebuild is whole
+                    target = store.begin_rebuild(colours, hexes, shares, learned)
+                else:
+                    store.replace_codebook(colours, hexes, shares, learned)
+                report.codebook_learned = True
+            else:
+                lost = {}
+                if settings.to_dict() != meta.get("settings"):  # ranking settings changed: no new histograms needed
+                    store.set_meta({"settings": settings.to_dict()})
+            _update(target, roots, (files, problems, unlisted), lost, settings, target.codebook(), report, progress,
+                    workers, tuning)
+            if rebuilding and not report.interrupted:
+                store.finish_rebuild()
+                finished = True
+        except DatabaseError as error:
+            raise _stopped(store, rebuilding, error) from None
+        finally:
+            if rebuilding and not finished:  # stopped: Ctrl-C, an error, a full disk
+                store.discard_rebuild()
+                report.old_index_kept = True
     finally:
         store.unlock()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _stopped(store, rebuilding, error):
+    """The error that ends a run whose database failed (a full disk...): it says what is kept."""
+    if rebuilding:
+        kept = "the rebuild stopped; the index is as it was before it"
+    else:
+        kept = "the batches of images written before are kept"
+    return DatabaseError(f"{error.problem}; {kept}", remedy=error.remedy)
 
 
 def _update(store, roots, found, lost, settings, codebook, report, progress, workers, tuning):

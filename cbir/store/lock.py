@@ -2,15 +2,18 @@
 
 SQLite serialises transactions, not runs: two index runs interleaving their batches (each learning a codebook,
 say) would leave a mixed index. The lock is a ``flock`` on a file beside the database, taken for a whole run;
-readers never take it, and the kernel drops it when its holder dies, however it dies.
+readers never take it, and the kernel drops it when its holder dies, however it dies. The lock file is named after
+the database's real path (symbolic links resolved): ``--db link.db`` and ``--db real.db`` are one database and one
+lock (before, a symlinked path took a lock of its own, and two runs rebuilt one index at once).
 """
 
 from __future__ import annotations
 
 import fcntl
+import os
 from typing import IO
 
-from ..errors import BusyError
+from ..errors import BusyError, DatabaseError, Remedy
 
 
 class WriterLock:
@@ -22,7 +25,11 @@ class WriterLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise BusyError at once when another process holds it."""
-        handle = open(self.path + ".lock", "a+")
+        try:
+            handle = open(os.path.realpath(self.path) + ".lock", "a+")
+        except OSError as error:
+            raise DatabaseError(f"{self.path} cannot be written here (its lock file: {error.strerror})",
+                                remedy=Remedy.WRITABLE_COPY) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
