@@ -236,3 +236,51 @@ def test_ctrl_c_at_any_moment_of_start_up_gives_no_traceback(tmp_path):
         assert "Traceback" not in err, (delay, err)
         # interrupted (130), stopped by the signal before Python's handler was in place, or already done
         assert run.returncode in (130, -signal.SIGINT, 0), (delay, run.returncode, err)
+
+
+@pytest.mark.slow
+def test_a_rebuild_killed_half_way_leaves_the_old_index_as_it_was(tmp_path, cli):
+    photos = write_photos(tmp_path / "photos", 40, size=(16, 16))
+    db = tmp_path / "i.db"
+    with Index.open(db, create=True) as index:
+        index.add(photos, settings={"colors": 8})
+    before = rows_of(db, "SELECT path, vector FROM images JOIN histograms ON image_id = id ORDER BY path")
+    run = cbir("index", photos, "--db", db, "--rebuild", "--colors", "6", "--workers", "1", "-q", cwd=tmp_path,
+               env=hooked(tmp_path, delay=0.03, batch_size=4))
+    deadline = time.monotonic() + 120
+    while not rows_of(db, "SELECT name FROM sqlite_master WHERE name = 'rebuild_images'") or \
+            rows_of(db, "SELECT count(*) FROM rebuild_images") == [(0,)]:
+        assert run.poll() is None and time.monotonic() < deadline, "the rebuild ended before it could be killed"
+        time.sleep(0.05)
+    os.kill(run.pid, signal.SIGKILL)
+    run.communicate(timeout=20)
+    assert rows_of(db, "SELECT path, vector FROM images JOIN histograms ON image_id = id ORDER BY path") == before
+    code, out, _ = cli("check", "--db", db)
+    assert code == 0 and "warning: tables of a rebuild that stopped" in out, out
+    code, out, _ = cli("index", photos, "--db", db, "-q")
+    assert code == 0 and "unchanged 40" in out
+    assert rows_of(db, "SELECT name FROM sqlite_master WHERE name LIKE 'rebuild_%'") == []
+
+
+def rows_of(db, sql):
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, timeout=30) as conn:
+            return conn.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_rebuild_says_the_old_index_is_kept(tmp_path):
+    photos = write_photos(tmp_path / "photos", 30, size=(16, 16))
+    db = tmp_path / "i.db"
+    with Index.open(db, create=True) as index:
+        index.add(photos, settings={"colors": 8})
+    before = rows_of(db, "SELECT path, vector FROM images JOIN histograms ON image_id = id ORDER BY path")
+    run = cbir("index", photos, "--db", db, "--rebuild", "--colors", "6", "--workers", "1", cwd=tmp_path,
+               env=hooked(tmp_path, batch_size=4, interrupt_after_write=3))
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 130 and "Interrupted: the rebuild stopped; the index is as it was before it" in err
+    assert rows_of(db, "SELECT path, vector FROM images JOIN histograms ON image_id = id ORDER BY path") == before

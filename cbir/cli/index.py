@@ -36,9 +36,10 @@ def index_command(
 ):
     """Index image files: learn the colour codebook, store one histogram per image (incremental).
 
-    Exit codes: 0 every file indexed; 1 error (nothing changed); 2 usage error; 3 finished, but some files could
-    not be indexed (listed on stderr and kept in the database's failures table); 130 interrupted (finished
-    batches are kept; run again to complete).
+    Exit codes: 0 every file indexed; 1 error (the message says what was kept: the batches written before it; a
+    --rebuild that stops leaves the index as it was); 2 usage error; 3 finished, but some files could not be
+    indexed (listed on stderr and kept in the database's failures table); 130 interrupted (finished batches are
+    kept; run again to complete).
     """
     from ..index import default_workers, start_server
 
@@ -65,10 +66,14 @@ def show_report(report, db, json_output):
                     "unchanged": report.unchanged, "removed": report.removed, "failed": report.failed,
                     "failures": [{"path": p, "reason": r} for p, r in report.failures],
                     "interrupted": report.interrupted, "codebook_learned": report.codebook_learned,
+                    "old_index_kept": report.old_index_kept,
                     "seconds": round(report.seconds, 3)})
         return
     for path, reason in report.failures:
         stderr.print(f"failed: {show_path(path)}: {one_line(reason)}", markup=False, soft_wrap=True)
-    if report.interrupted:
+    if report.interrupted and report.old_index_kept:
+        stderr.print("Interrupted: the rebuild stopped; the index is as it was before it. Run the same command again "
+                     "to rebuild.", markup=False)
+    elif report.interrupted:
         stderr.print("Interrupted: finished images are kept; run the same command again to complete.", markup=False)
     stdout.print(report.summary(), markup=False)

@@ -102,6 +102,9 @@ def _check(store, report, files):
         dimension = _check_codebook(store, report)
         found = store.consistency(dimension, limit=LISTED)
         image_files = store.image_files() if files else []
+    if store.rebuild_left_behind():
+        report.warnings.append("tables of a rebuild that stopped are in the file (the index is as it was before it); "
+                               "the next index run drops them")
     counts = report.counts
     report.add("histogram_count", counts["histograms"] == counts["images"],
                f"{counts['images']} images, {counts['histograms']} histograms")

@@ -232,7 +232,7 @@ class Store:
                 self.db.execute("PRAGMA busy_timeout = 10000")
                 self._writable = True
             self._upgrade()
-            if self._leftover_rebuild():
+            if self.rebuild_left_behind():
                 self.discard_rebuild()
         except BaseException:
             self._lock.release()
@@ -300,7 +300,8 @@ class Store:
             self._drop_tables(_ASIDE)
             self.db.execute("DELETE FROM meta WHERE key = 'rebuild'")
 
-    def _leftover_rebuild(self):
+    def rebuild_left_behind(self) -> bool:
+        """Whether tables of a rebuild that stopped (a kill) are in the file; the next writer drops them."""
         return bool(set(_ASIDE.values()) & set(self.db.table_names()))
 
     def _drop_tables(self, tables):
