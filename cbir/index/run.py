@@ -53,6 +53,7 @@ class IndexReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
     codebook_learned: bool = False
+    old_index_kept: bool = False  # a rebuild stopped before its end: the index is as it was before it
     seconds: float = 0.0
 
     @property
