@@ -29,7 +29,7 @@ def test_a_read_only_index_searches_and_cannot_write(nested, tmp_path):
     before = nested.read_bytes()
     with Index.open(nested, read_only=True) as index:
         assert index.image_count() == 8 and len(index.search_vectors(index.histograms([1]), 3)[0]) == 3
-        with pytest.raises(DatabaseError, match="readonly"):
+        with pytest.raises(DatabaseError, match="read-only"):
             index.add(tmp_path)
         assert index.image_count() == 8
     assert nested.read_bytes() == before
