@@ -101,6 +101,7 @@ def test_a_collection_under_a_folder_whose_name_is_not_utf8_is_indexed(tmp_path)
         assert index.search(photos / "p1.png", n=1)[0].path == str(photos / "p1.png")
 
 
+@pytest.mark.slow  # several seconds of CLI runs: kept out of the quick loop
 def test_names_that_are_not_utf8_or_hold_escape_sequences_are_printed_safely(cli, tmp_path):
     photos = write_photos(tmp_path / "photos", 3, size=(16, 16))
     odd = os.fsdecode(b"odd\xff.png")
@@ -169,6 +170,7 @@ def test_values_that_cannot_work_are_refused_up_front(cli, tmp_path):
     assert code == 2 and "at most 100 results" in err and not (tmp_path / "m.html").exists()
 
 
+@pytest.mark.slow  # 2,000 files
 def test_cloud_placeholders_do_not_hide_the_photos_beside_them(tmp_path):
     """2,000 empty .jpg files (cloud placeholders) beside 3 photos: before, the 1000 sampled files were all
     placeholders, "none could be read", and the photos could never be indexed."""
