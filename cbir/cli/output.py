@@ -39,6 +39,9 @@ ADVICE = {
     Remedy.ONE_WORKER: "run the same command again, with --workers 1 to find a file that crashes it",
     Remedy.DATABASE_FILE: "pass the database file with --db",
     Remedy.CHECK: "run: cbir check --db {db}",
+    Remedy.RUN_AGAIN: "run the same command again to complete it",
+    Remedy.INSTALL_CLUSTER: "install it with: pip install 'cbir[cluster]'",
+    Remedy.SHIP_BYTES: "or send the files' bytes with --ship-bytes",
     Remedy.REINDEX: "run cbir index on their folders to forget or update them",
     Remedy.GIVE_COLOUR: "e.g. --color '#1e90ff:40'",
 }

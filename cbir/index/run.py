@@ -7,6 +7,7 @@ each, so an interrupted run keeps every finished batch and the next run complete
 
 With ``workers`` > 1, files are read, hashed, decoded and histogrammed in worker processes while this process
 stays the single SQLite writer; results come back in file order, so the database is the same as with one process.
+With ``cluster``, the same on a Dask cluster's workers (:mod:`cbir.index.cluster`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ import numpy as np
 
 from ..core.codebook import empty_pool, learn_codebook, pool_colours
 from ..core.histogram import LUT_BITS, histogram, lookup_table
-from ..errors import CbirError, Remedy, SettingsError
-from ..imageio import IMAGE_EXTENSIONS, decode_with_size, native_stderr_silenced, read_bytes, read_image
+from ..errors import CbirError, ClusterError, Remedy, SettingsError
+from ..imageio import IMAGE_EXTENSIONS, decode_image, decode_with_size, native_stderr_silenced, read_bytes, read_image
 from ..settings import Settings
 from .tuning import Tuning
 from .workers import context as _context
@@ -140,33 +141,46 @@ def resolve_settings(stored, overrides, rebuild):
     return wanted
 
 
-def learn_collection_codebook(files, settings):
-    """Codebook of a collection from an evenly spread sample of its files; files that cannot be read are skipped
-    here (the main pass reports them)."""
+def learn_collection_codebook(files, settings, describer=None):
+    """Codebook of a collection from an evenly spread sample of its files, decoded here or by ``describer`` (a
+    :class:`cbir.index.cluster.DaskDescriber`); files that cannot be read are skipped here (the main pass reports
+    them)."""
     step = max(1, len(files) / settings.sample)
     sample = [files[int(i * step)] for i in range(min(settings.sample, len(files)))]
-    pool = empty_pool()
-    readable = 0
-    for path in sample:
-        try:
-            pool_colours(pool, read_image(path, min_side=CODEBOOK_MIN_SIDE))
-            readable += 1
-        except CbirError:
-            continue
+    if describer is not None:
+        pool, readable = describer.pool(sample, CODEBOOK_MIN_SIDE)
+    else:
+        pool, readable = pool_sample([(path, None) for path in sample], CODEBOOK_MIN_SIDE)
     if not readable:
         raise CbirError(f"none of the {len(sample)} sampled files could be read as an image; nothing to index")
     return learn_codebook(pool, settings.colors, space=settings.space, seed=settings.seed)
 
 
-def describe(path, settings, lut, n_colors, known_sha256=None):
-    """Read, hash, decode and histogram one file.
+def pool_sample(items, min_side):
+    """Colour pool (:func:`cbir.core.codebook.pool_colours`) of the readable files among ``(path, bytes or None)``
+    items (None: read the file), decoded small, and how many were readable."""
+    pool = empty_pool()
+    readable = 0
+    for path, data in items:
+        try:
+            pool_colours(pool, read_image(path, min_side=min_side) if data is None else
+                         decode_image(data, min_side=min_side, name=path))
+            readable += 1
+        except CbirError:
+            continue
+    return pool, readable
+
+
+def describe(path, settings, lut, n_colors, known_sha256=None, data=None):
+    """Read, hash, decode and histogram one file (``data``: its bytes, when read already).
 
     Returns
     -------
     (sha256, None) when the content hash equals ``known_sha256``, else (sha256, (width, height, vector)) with the
     full-size dimensions and the ``float32`` histogram. Raises CbirError for a file that cannot be indexed.
     """
-    data = read_bytes(path)
+    if data is None:
+        data = read_bytes(path)
     sha256 = hashlib.sha256(data).hexdigest()
     if sha256 == known_sha256:
         return sha256, None
@@ -176,7 +190,7 @@ def describe(path, settings, lut, n_colors, known_sha256=None):
 
 def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None, *, rebuild: bool = False,
                 progress: Callable[[int, int], None] | None = None, workers: int = 1,
-                tuning: Tuning = Tuning()) -> IndexReport:
+                cluster: str | None = None, ship_bytes: bool = False, tuning: Tuning = Tuning()) -> IndexReport:
     """Bring the index in ``store`` in step with the image files under ``roots``.
 
     Parameters
@@ -187,6 +201,10 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
     rebuild : relearn the codebook and recompute every histogram
     progress : callable(done, total) or None, called as files are processed
     workers : processes that read and describe files (1: all in this process); the result is the same
+    cluster : read and describe the files on this Dask cluster instead of ``workers``: a scheduler's address
+        (``tcp://host:8786``) or ``local:N`` (N worker processes here); the result is the same. Needs Dask
+        (``pip install 'cbir[cluster]'``), imported only then
+    ship_bytes : with ``cluster``, read the files here and send their bytes (the workers need not see them)
     tuning : batch size, worker chunks, and the fewest files worth starting workers for
 
     Returns
@@ -195,6 +213,11 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
     """
     started = time.perf_counter()
     report = IndexReport()
+    describer = None
+    if cluster is not None:
+        from .cluster import DaskDescriber  # Dask is imported for a cluster run only
+        describer = DaskDescriber(cluster, ship_bytes=ship_bytes, tuning=tuning)  # connects at first use
+        workers = 1
     store.lock_for_writing()
     try:
         meta = store.meta()
@@ -206,30 +229,37 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
         if not has_codebook or rebuild:
             if not files:
                 raise CbirError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {', '.join(map(str, roots))}")
-            colours, rgb, shares = learn_collection_codebook(files, settings)
+            colours, rgb, shares = learn_collection_codebook(files, settings, describer)
             store.replace_codebook(colours, ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in rgb], shares,
                                    {"settings": settings.to_dict(), "lut_bits": LUT_BITS})
             report.codebook_learned = True
         elif settings.to_dict() != meta.get("settings"):
             store.set_meta({"settings": settings.to_dict()})  # ranking settings changed: no new histograms needed
-        _update(store, roots, files, problems, settings, store.codebook(), report, progress, workers, tuning)
+        _update(store, roots, files, problems, settings, store.codebook(), report, progress, workers, tuning,
+                describer)
     finally:
         store.unlock()
+        if describer is not None:
+            describer.close()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _update(store, roots, files, problems, settings, codebook, report, progress, workers, tuning):
+def _update(store, roots, files, problems, settings, codebook, report, progress, workers, tuning, describer=None):
     todo, new_paths = _plan(store, roots, files, problems, report)
     if not todo:
         return
     parallel = _parallel(workers, len(todo), tuning)
     if parallel:
         _start_server()  # if not started yet: it boots on another core while this one builds the lookup table
-    lut = lookup_table(codebook, settings.space)
     jobs = [(path, entry[3] if entry else None) for path, _, _, entry in todo]
-    results = _describe_parallel(jobs, settings, lut, len(codebook), workers, tuning.worker_chunk) if parallel else \
-        _describe_here(jobs, settings, lut, len(codebook))
+    if describer is not None:
+        results = describer.describe(jobs, settings, codebook)
+    elif parallel:
+        lut = lookup_table(codebook, settings.space)
+        results = _describe_parallel(jobs, settings, lut, len(codebook), workers, tuning.worker_chunk)
+    else:
+        results = _describe_here(jobs, settings, lookup_table(codebook, settings.space), len(codebook))
     batches = _Batches(store, report, tuning.batch_size, new_paths)
     try:
         for done, (item, result) in enumerate(zip(todo, results), 1):
@@ -238,6 +268,9 @@ def _update(store, roots, files, problems, settings, codebook, report, progress,
                 progress(done, len(todo))
     except KeyboardInterrupt:
         report.interrupted = True
+    except ClusterError:  # the cluster went away: what is finished is kept
+        batches.write()
+        raise
     except BrokenProcessPool:
         batches.write()
         raise CbirError("a worker process died (out of memory, or killed); the images finished so far are kept",
@@ -356,9 +389,9 @@ def _describe_chunk(jobs, settings, lut, n_colors):
 
 
 def _describe_job(job, settings, lut, n_colors):
-    path, known_sha256 = job
+    path, known_sha256, *data = job  # (path, known sha256[, bytes read already])
     try:
-        return (*describe(path, settings, lut, n_colors, known_sha256), None)
+        return (*describe(path, settings, lut, n_colors, known_sha256, *data), None)
     except CbirError as error:
         return None, None, str(error)
 
@@ -377,7 +410,12 @@ def _init_worker(settings, lut, n_colors):
 
 
 def _describe_in_worker(jobs):
-    """:func:`_describe_chunk` in a worker; vectors go back as little-endian bytes (what the database stores, and
-    sent between processes much faster than arrays)."""
+    """:func:`_describe_chunk` in a worker, :func:`_portable`."""
+    return _portable(_describe_chunk(jobs, *_worker_context))
+
+
+def _portable(results):
+    """``results`` with their vectors as little-endian float32 bytes (what the database stores, and sent between
+    processes much faster than arrays)."""
     return [(sha256, described and (*described[:2], np.asarray(described[2], "<f4").tobytes()), error)
-            for sha256, described, error in _describe_chunk(jobs, *_worker_context)]
+            for sha256, described, error in results]
