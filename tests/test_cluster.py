@@ -314,6 +314,22 @@ def test_scheduler_gone_mid_run_is_a_clear_error_and_keeps_finished_images(cli, 
     assert index_rows(db) == index_rows(tmp_path / "one.db")
 
 
+@needs_dask
+def test_a_run_with_nothing_to_read_never_contacts_the_cluster(tmp_path):
+    photos = write_photos(tmp_path / "photos", 12)  # no broken file: those are read again by every run
+    index_once(tmp_path / "x.db", photos, workers=1)
+    report = index_once(tmp_path / "x.db", photos, cluster="tcp://127.0.0.1:9")  # nothing listens there
+    assert (report.added, report.unchanged) == (0, 12)
+
+
+@needs_dask
+def test_an_unreachable_scheduler_is_a_clear_error_and_changes_nothing(many_photos, tmp_path):
+    tuning = Tuning(cluster_connect_seconds=1)
+    with pytest.raises(ClusterError, match="cannot reach a Dask scheduler at tcp://127.0.0.1:9"):
+        index_once(tmp_path / "x.db", many_photos, cluster="tcp://127.0.0.1:9", tuning=tuning)
+    assert committed_images(tmp_path / "x.db") == 0
+
+
 # ---- without Dask, and usage ------------------------------------------------------------------------------------
 
 def test_without_dask_cluster_says_how_to_install_it(cli, many_photos, tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ import os
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -263,7 +264,9 @@ class DaskDescriber:
             func, *args = task(items)
             key = f"cbir-{self._run}-{number}" + ("" if position is None else f"-{position}")
             try:
-                future = client.submit(func, *args, key=key, pure=False)
+                with warnings.catch_warnings():  # shipped bytes make "large graphs": here that is the point
+                    warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
+                    future = client.submit(func, *args, key=key, pure=False)
             except Exception:  # noqa: BLE001 -- the client closed: the scheduler is gone
                 if client.status == "running":
                     raise

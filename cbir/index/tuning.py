@@ -32,7 +32,7 @@ class Tuning:
     parallel_min_files: int = 64
     worker_chunk: int = 16
     cluster_tasks_per_thread: int = 2
-    cluster_chunk_bytes: int = 64 << 20
+    cluster_chunk_bytes: int = 16 << 20
     cluster_bytes_in_flight: int = 512 << 20
     cluster_wait_seconds: float = 60.0
     cluster_connect_seconds: float = 10.0
