@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..errors import ClusterError, DecodeError, Remedy
+from ..errors import CbirError, ClusterError, Remedy
 from .tuning import Tuning
 from .workers import context, start_server
 
@@ -374,7 +374,7 @@ def _read_here(path):
     from ..imageio import read_bytes
     try:
         return read_bytes(path)
-    except DecodeError as error:
+    except CbirError as error:
         return _ReadFailure(str(error))
 
 
