@@ -11,7 +11,7 @@ import textwrap
 import cv2
 import numpy as np
 import pytest
-from helpers import KODAK, WANG, make_photo
+from helpers import KODAK, WANG, index_rows, make_photo
 from helpers.corpus import cmyk_jpeg, encoded, exif_jpeg
 
 import cbir.imageio as decode
@@ -82,13 +82,6 @@ def test_truncation_check_follows_the_rule_on_every_cut_and_ending():
     assert not decode._jpeg_truncated(data) and decode._jpeg_truncated(data[:-2])
 
 
-def dump(db):
-    with sqlite3.connect(db) as conn:
-        return {table: conn.execute(f"SELECT {columns} FROM {table} ORDER BY 1").fetchall() for table, columns in (
-            ("images", "id, path, size, mtime_ns, sha256, width, height"), ("histograms", "image_id, vector"),
-            ("failures", "path, reason, size, mtime_ns"), ("codebook", "id, c0, c1, c2, hex, share"))}
-
-
 @pytest.mark.slow
 def test_parallel_index_writes_the_same_database(many_photos, tmp_path, monkeypatch, cli):
     monkeypatch.setattr(cbir.index.api, "DEFAULT_TUNING", Tuning(parallel_min_files=0))  # the command has no option
@@ -98,7 +91,7 @@ def test_parallel_index_writes_the_same_database(many_photos, tmp_path, monkeypa
         code, out, err = cli("index", many_photos, "--db", db, "--colors", 16, "--layout", "global+2x2",
                              "--workers", workers)
         assert code == 3 and "failed 2" in out and "Traceback" not in err
-        results.append(dump(db))
+        results.append(index_rows(db))
     assert results[0]["images"] and len(results[0]["failures"]) == 2
     assert results[1] == results[0] and results[2] == results[0]
 
@@ -299,7 +292,7 @@ def test_new_paths_write_the_same_rows_as_replacing_writes(tmp_path):
             store.write_batch([("a.jpg", 1, 2, "s1", 3, 4, vector), ("b.jpg", 1, 2, "s2", 3, 4, vector.tobytes())],
                               [("c.jpg", "broken", 5, 6)], new_paths=new_paths)
             store.write_batch([("a.jpg", 7, 8, "s3", 3, 4, vector + 1)])  # an update replaces the row
-        dumps.append(dump(tmp_path / f"{name}.db"))
+        dumps.append(index_rows(tmp_path / f"{name}.db"))
     assert dumps[0] == dumps[1]
     assert [row[1:5] for row in dumps[0]["images"]] == [("b.jpg", 1, 2, "s2"), ("a.jpg", 7, 8, "s3")]
 

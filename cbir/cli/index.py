@@ -10,6 +10,14 @@ from .output import EXIT_FAILED_FILES, EXIT_INTERRUPTED, one_line, print_json, r
 from .progress import ProgressBar
 
 
+def _check_cluster(value):
+    if value is not None and value.startswith("local:"):
+        n = value.removeprefix("local:")
+        if not n.isdigit() or int(n) < 1:
+            raise typer.BadParameter(f"local:N takes a number of worker processes (1 or more), got {value!r}")
+    return value
+
+
 @reports_errors
 def index_command(
     paths: Annotated[list[Path], typer.Argument(help="Folders (searched recursively) or image files.",
@@ -31,27 +39,42 @@ def index_command(
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Relearn the codebook and redo every histogram.")] = False,
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=1, help="Processes decoding images (default: one per CPU core).")] = None,
+    cluster: Annotated[Optional[str], typer.Option(
+        "--cluster", metavar="ADDRESS|local:N", callback=_check_cluster,
+        help="Read and decode images on a Dask cluster instead: its scheduler (tcp://host:8786), or local:N for N "
+             "worker processes here. The database is the same. Needs: pip install 'cbir[cluster]'.")] = None,
+    ship_bytes: Annotated[bool, typer.Option(
+        "--ship-bytes", help="With --cluster: read the files here and send their bytes to the workers (for workers "
+                             "that cannot see the files).")] = False,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ):
     """Index image files: learn the colour codebook, store one histogram per image (incremental).
 
     Exit codes: 0 every file indexed; 1 error (the message says what was kept: the batches written before it; a
-    --rebuild that stops leaves the index as it was); 2 usage error; 3 finished, but some files could not be
-    indexed (listed on stderr and kept in the database's failures table); 130 interrupted (finished batches are
-    kept; run again to complete).
+    --rebuild that stops leaves the index as it was; a cluster lost mid-run keeps the finished batches); 2 usage
+    error; 3 finished, but some files could not be indexed (listed on stderr and kept in the database's failures
+    table); 130 interrupted (finished batches are kept; run again to complete).
     """
     from ..index import default_workers, start_server
 
-    workers = workers or default_workers()
+    if cluster and workers:
+        raise typer.BadParameter("--workers and --cluster exclude each other (the cluster's workers do the work)",
+                                 param_hint="--workers")
+    if ship_bytes and not cluster:
+        raise typer.BadParameter("--ship-bytes goes with --cluster", param_hint="--ship-bytes")
+    workers = 1 if cluster else workers or default_workers()
     if workers > 1:
         start_server()  # before this process imports the index and learns the codebook: it boots meanwhile
+    elif cluster and cluster.startswith("local:"):
+        start_server(preload=("distributed",))  # the local cluster forks its workers from it
     from ..index import Index
 
     overrides = dict(colors=colors, layout=layout, space=space, min_side=min_side, sample=sample, kernel=kernel,
                      sigma=sigma, power=power)
     with Index.open(db, create=True) as index, ProgressBar("indexing", not (quiet or json_output)) as bar:
-        report = index.add(paths, settings=overrides, rebuild=rebuild, progress=bar, workers=workers,
+        report = index.add(paths, settings=overrides, rebuild=rebuild, progress=bar, workers=workers, cluster=cluster,
+                           ship_bytes=ship_bytes,
                            cache_progress=bar.stage("search cache"))
     show_report(report, db, json_output)
     if report.interrupted:

@@ -190,7 +190,8 @@ class Index:
     # --- adding -----------------------------------------------------------------------------------------------
     def add(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
             settings: dict[str, Any] | None = None, rebuild: bool = False, progress: Progress | None = None,
-            workers: int = 1, search_cache: bool = True, cache_progress: Progress | None = None) -> IndexReport:
+            workers: int = 1, cluster: str | None = None, ship_bytes: bool = False, search_cache: bool = True,
+            cache_progress: Progress | None = None) -> IndexReport:
         """Index the image files under ``paths`` (folders are searched recursively), incrementally: new and changed
         files are read, unchanged ones skipped, files gone from those folders forgotten.
 
@@ -202,6 +203,10 @@ class Index:
         rebuild : learn the codebook again and recompute every histogram
         progress : callable(done, total), called as files are processed
         workers : processes that read and describe files (the result is the same with any number)
+        cluster : read and describe them on a Dask cluster instead: a scheduler's address (``"tcp://host:8786"``)
+            or ``"local:N"`` for N worker processes on this machine; the result is the same. Needs
+            ``pip install 'cbir[cluster]'`` (docs/scaling.md)
+        ship_bytes : with ``cluster``, read the files here and send their bytes (the workers need not see them)
         search_cache : afterwards bring a large index's search cache up to date (:meth:`cache_for_search`, with
             ``cache_progress``); Ctrl-C there sets ``report.interrupted``: no new cache is kept
 
@@ -213,7 +218,7 @@ class Index:
             paths = [paths]
         roots = [os.path.expanduser(os.fspath(p)) for p in paths]
         report = index_paths(self._store, roots, settings, rebuild=rebuild, progress=progress, workers=workers,
-                             tuning=self._tuning)
+                             cluster=cluster, ship_bytes=ship_bytes, tuning=self._tuning)
         self._engine = None
         if search_cache and not report.interrupted:
             try:

@@ -7,6 +7,7 @@ each, so an interrupted run keeps every finished batch and the next run complete
 
 With ``workers`` > 1, files are read, hashed, decoded and histogrammed in worker processes while this process
 stays the single SQLite writer; results come back in file order, so the database is the same as with one process.
+With ``cluster``, the same on a Dask cluster's workers (:mod:`cbir.index.cluster`).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ import numpy as np
 
 from ..core.codebook import colour_counts, empty_pool, learn_codebook, pool_counts
 from ..core.histogram import LUT_BITS, histogram, lookup_table
-from ..errors import CbirError, DatabaseError, Remedy, SettingsError
-from ..imageio import (IMAGE_EXTENSIONS, decode_with_size, native_stderr_silenced, not_a_regular_file, read_bytes,
-                       read_image)
+from ..errors import CbirError, ClusterError, DatabaseError, Remedy, SettingsError
+from ..imageio import (IMAGE_EXTENSIONS, decode_image, decode_with_size, native_stderr_silenced, not_a_regular_file,
+                       read_bytes, read_image)
 from ..settings import Settings
 from .tuning import Tuning
 from .workers import context as _context
@@ -166,9 +167,10 @@ def resolve_settings(stored, overrides, rebuild):
     return wanted
 
 
-def learn_collection_codebook(files, settings, workers=1, tuning=Tuning()):
+def learn_collection_codebook(files, settings, workers=1, tuning=Tuning(), describer=None):
     """Codebook of a collection from the first ``settings.sample`` readable files of an evenly spread order of its
-    files (read in worker processes when there are many).
+    files, read in worker processes when there are many, or by ``describer`` (a
+    :class:`cbir.index.cluster.DaskDescriber`).
 
     Files that cannot be read are passed over and more are read in their place, until the sample is full or every
     file was tried: 100,000 empty placeholders beside nine photos still give a codebook of the nine.
@@ -183,9 +185,15 @@ def learn_collection_codebook(files, settings, workers=1, tuning=Tuning()):
     readable, tried, lost = 0, 0, {}
     while readable < settings.sample and tried < len(order):
         # As many files as the sample still lacks; more each round when many fail (few rounds of worker start-up).
-        size = max(settings.sample - readable, tried)
+        # A cluster gives one pool per round, not one per file: its rounds take just what is lacking.
+        size = settings.sample - readable if describer is not None else max(settings.sample - readable, tried)
         paths = [files[i] for i in order[tried : tried + size]]
         tried += len(paths)
+        if describer is not None:
+            found, count = describer.pool(paths, CODEBOOK_MIN_SIDE)
+            pool += found
+            readable += count
+            continue
         results = _in_workers("sample", [(p,) for p in paths], settings, None, 0, workers, tuning) \
             if _parallel(workers, len(paths), tuning) else (_sample_job((p,)) for p in paths)
         for path, (bins, counts, error) in zip(paths, results):
@@ -209,15 +217,31 @@ def _spread_order(n, first):
     return head + sorted((i for i in range(n) if i not in taken), key=lambda i: (i * golden) % 1.0)
 
 
-def describe(path, settings, lut, n_colors, known_sha256=None):
-    """Read, hash, decode and histogram one file.
+def pool_sample(items, min_side):
+    """Colour pool (:func:`cbir.core.codebook.pool_colours`) of the readable files among ``(path, bytes or None)``
+    items (None: read the file), decoded small, and how many were readable."""
+    pool = empty_pool()
+    readable = 0
+    for path, data in items:
+        try:
+            pool_colours(pool, read_image(path, min_side=min_side) if data is None else
+                         decode_image(data, min_side=min_side, name=path))
+            readable += 1
+        except CbirError:
+            continue
+    return pool, readable
+
+
+def describe(path, settings, lut, n_colors, known_sha256=None, data=None):
+    """Read, hash, decode and histogram one file (``data``: its bytes, when read already).
 
     Returns
     -------
     (sha256, None) when the content hash equals ``known_sha256``, else (sha256, (width, height, vector)) with the
     full-size dimensions and the ``float32`` histogram. Raises CbirError for a file that cannot be indexed.
     """
-    data = read_bytes(path)
+    if data is None:
+        data = read_bytes(path)
     sha256 = hashlib.sha256(data).hexdigest()
     if sha256 == known_sha256:
         return sha256, None
@@ -227,7 +251,7 @@ def describe(path, settings, lut, n_colors, known_sha256=None):
 
 def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None, *, rebuild: bool = False,
                 progress: Callable[[int, int], None] | None = None, workers: int = 1,
-                tuning: Tuning = Tuning()) -> IndexReport:
+                cluster: str | None = None, ship_bytes: bool = False, tuning: Tuning = Tuning()) -> IndexReport:
     """Bring the index in ``store`` in step with the image files under ``roots``.
 
     Parameters
@@ -238,6 +262,10 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
     rebuild : relearn the codebook and recompute every histogram
     progress : callable(done, total) or None, called as files are processed
     workers : processes that read and describe files (1: all in this process); the result is the same
+    cluster : read and describe the files on this Dask cluster instead of ``workers``: a scheduler's address
+        (``tcp://host:8786``) or ``local:N`` (N worker processes here); the result is the same. Needs Dask
+        (``pip install 'cbir[cluster]'``), imported only then
+    ship_bytes : with ``cluster``, read the files here and send their bytes (the workers need not see them)
     tuning : batch size, worker chunks, and the fewest files worth starting workers for
 
     Returns
@@ -246,6 +274,11 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
     """
     started = time.perf_counter()
     report = IndexReport()
+    describer = None
+    if cluster is not None:
+        from .cluster import DaskDescriber  # Dask is imported for a cluster run only
+        describer = DaskDescriber(cluster, ship_bytes=ship_bytes, tuning=tuning)  # connects at first use
+        workers = 1
     store.lock_for_writing()
     try:
         meta = store.meta()
@@ -260,7 +293,7 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
                 if not files:
                     raise CbirError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under "
                                     f"{', '.join(map(str, roots))}")
-                colours, rgb, shares, lost = learn_collection_codebook(files, settings, workers, tuning)
+                colours, rgb, shares, lost = learn_collection_codebook(files, settings, workers, tuning, describer)
                 hexes = ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in rgb]
                 learned = {"settings": settings.to_dict(), "lut_bits": LUT_BITS}
                 if rebuilding:  # written beside the index, which stays as it is until the rebuild is whole
@@ -273,18 +306,20 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
                 if settings.to_dict() != meta.get("settings"):  # ranking settings changed: no new histograms needed
                     store.set_meta({"settings": settings.to_dict()})
             _update(target, roots, (files, problems, unlisted), lost, settings, target.codebook(), report, progress,
-                    workers, tuning)
+                    workers, tuning, describer)
             if rebuilding and not report.interrupted:
                 store.finish_rebuild()
                 finished = True
         except DatabaseError as error:
             raise _stopped(store, rebuilding, error) from None
         finally:
-            if rebuilding and not finished:  # stopped: Ctrl-C, an error, a full disk
+            if rebuilding and not finished:  # stopped: Ctrl-C, an error, a full disk, a lost cluster
                 store.discard_rebuild()
                 report.old_index_kept = True
     finally:
         store.unlock()
+        if describer is not None:
+            describer.close()
     report.seconds = time.perf_counter() - started
     return report
 
@@ -298,17 +333,21 @@ def _stopped(store, rebuilding, error):
     return DatabaseError(f"{error.problem}; {kept}", remedy=error.remedy)
 
 
-def _update(store, roots, found, lost, settings, codebook, report, progress, workers, tuning):
+def _update(store, roots, found, lost, settings, codebook, report, progress, workers, tuning, describer=None):
     todo, new_paths = _plan(store, roots, found, lost, report)
     if not todo:
         return
     parallel = _parallel(workers, len(todo), tuning)
     if parallel:
         _start_server()  # if not started yet: it boots on another core while this one builds the lookup table
-    lut = lookup_table(codebook, settings.space)
     jobs = [(path, entry[3] if entry else None) for path, _, _, entry in todo]
-    results = _in_workers("describe", jobs, settings, lut, len(codebook), workers, tuning) if parallel else \
-        _describe_here(jobs, settings, lut, len(codebook))
+    if describer is not None:
+        results = describer.describe(jobs, settings, codebook)
+    elif parallel:
+        results = _in_workers("describe", jobs, settings, lookup_table(codebook, settings.space), len(codebook),
+                              workers, tuning)
+    else:
+        results = _describe_here(jobs, settings, lookup_table(codebook, settings.space), len(codebook))
     batches = _Batches(store, report, tuning.batch_size, new_paths)
     try:
         for done, (item, result) in enumerate(zip(todo, results), 1):
@@ -317,6 +356,9 @@ def _update(store, roots, found, lost, settings, codebook, report, progress, wor
                 progress(done, len(todo))
     except KeyboardInterrupt:
         report.interrupted = True
+    except ClusterError:  # the cluster went away: what is finished is kept
+        batches.write()
+        raise
     except _WorkersFailing:
         batches.write()
         raise CbirError("worker processes keep dying (out of memory, or killed) before they reach any file; the "
@@ -527,11 +569,12 @@ def _describe_chunk(jobs, settings, lut, n_colors):
 
 
 def _describe_job(job, settings, lut, n_colors):
-    """:func:`describe` of one ``(path, known sha256)`` job as ``(sha256, described, error message)``: whatever
-    goes wrong with one file (out of memory included) is that file's failure, never the run's."""
-    path, known_sha256 = job
+    """:func:`describe` of one ``(path, known sha256[, bytes read already])`` job as ``(sha256, described, error
+    message)``: whatever goes wrong with one file (out of memory included) is that file's failure, never the
+    run's."""
+    path, known_sha256, *data = job
     try:
-        return (*describe(path, settings, lut, n_colors, known_sha256), None)
+        return (*describe(path, settings, lut, n_colors, known_sha256, *data), None)
     except CbirError as error:
         return None, None, str(error)
     except MemoryError:
@@ -574,10 +617,8 @@ def _work_in_worker(kind, jobs):
 
 
 def _describe_for_run(job):
-    """:func:`_describe_job` in a worker; the vector goes back as little-endian bytes (what the database stores,
-    and sent between processes much faster than an array)."""
-    sha256, described, error = _describe_job(job, *_worker_context)
-    return sha256, described and (*described[:2], np.asarray(described[2], "<f4").tobytes()), error
+    """:func:`_describe_job` in a worker, :func:`_portable`."""
+    return _portable([_describe_job(job, *_worker_context)])[0]
 
 
 def _sample_job(job):
@@ -594,3 +635,27 @@ def _sample_job(job):
 
 
 _JOBS = {"describe": _describe_for_run, "sample": _sample_job}
+
+
+def _portable(results):
+    """``results`` with their vectors as little-endian float32 bytes (what the database stores, and sent between
+    processes much faster than arrays)."""
+    return [(sha256, described and (*described[:2], np.asarray(described[2], "<f4").tobytes()), error)
+            for sha256, described, error in results]
+
+
+def pool_sample(items, min_side):
+    """Colour pool (:func:`cbir.core.codebook.pool_colours`) of the readable files among ``(path, bytes or None)``
+    items (None: read the file), decoded small, and how many were readable (a cluster worker's part of the
+    codebook sample)."""
+    pool = empty_pool()
+    readable = 0
+    for path, data in items:
+        try:
+            image = read_image(path, min_side=min_side) if data is None else decode_image(data, min_side=min_side,
+                                                                                           name=path)
+        except CbirError:
+            continue
+        pool_counts(pool, *colour_counts(image))
+        readable += 1
+    return pool, readable

@@ -35,19 +35,20 @@ def default_workers():
         return os.cpu_count() or 1
 
 
-def context():
+def context(preload=()):
     """The multiprocessing context of the workers: forkserver preloading the indexer (spawn where there is none)."""
     ctx = multiprocessing.get_context(START_METHOD if START_METHOD in multiprocessing.get_all_start_methods()
                                       else "spawn")
     if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["cbir.index.run"])  # imported once in the server, not in every worker
+        ctx.set_forkserver_preload(["cbir.index.run", *preload])  # imported once in the server, not in every worker
     return ctx
 
 
-def start_server():
+def start_server(preload=()):
     """Start the fork server now rather than at the first task: its start-up (a new interpreter importing cbir,
-    OpenCV and numpy) then runs beside this process's own work. Does nothing if it runs already."""
-    if context().get_start_method() != "forkserver":
+    OpenCV and numpy) then runs beside this process's own work. Does nothing if it runs already. ``preload``: more
+    modules for it to import once (a local Dask cluster forks its workers from it too)."""
+    if context(preload).get_start_method() != "forkserver":
         return
     # Ctrl-C while the server boots would print a traceback from its imports: it is started with SIGINT ignored
     # (inherited through exec; once booted it ignores SIGINT anyway). Only the main thread may change handlers.
