@@ -115,7 +115,7 @@ def run_to_completion(cli, collection, db):
 
 def test_sigkill_mid_run_loses_nothing_and_the_rerun_completes(cli, collection, tmp_path):
     db = tmp_path / "i.db"
-    process = cbir_process(tmp_path, "index", collection, "--db", db, "--colors", 8, "--quiet")
+    process = cbir_process(tmp_path, "index", collection, "--db", db, "--codebook-size", 8, "--quiet")
     wait_until(lambda: committed_images(db) >= BATCH, process, "the first batch was committed")
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=WAIT)
@@ -131,7 +131,7 @@ def test_sigkill_mid_run_loses_nothing_and_the_rerun_completes(cli, collection, 
 
 def test_ctrl_c_keeps_what_was_done_says_so_and_exits_130(cli, collection, tmp_path):
     db = tmp_path / "i.db"
-    process = cbir_process(tmp_path, "index", collection, "--db", db, "--colors", 8, "--quiet")
+    process = cbir_process(tmp_path, "index", collection, "--db", db, "--codebook-size", 8, "--quiet")
     wait_until(lambda: committed_images(db) >= BATCH, process, "the first batch was committed")
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=WAIT)
@@ -147,7 +147,7 @@ def test_ctrl_c_keeps_what_was_done_says_so_and_exits_130(cli, collection, tmp_p
 
 def test_second_index_run_is_refused_clearly_while_the_first_completes(cli, collection, tmp_path):
     db = tmp_path / "i.db"
-    first = cbir_process(tmp_path, "index", collection, "--db", db, "--colors", 8, "--quiet")
+    first = cbir_process(tmp_path, "index", collection, "--db", db, "--codebook-size", 8, "--quiet")
     wait_until(lambda: committed_images(db) >= BATCH, first, "the first batch was committed")
     second = cbir_process(tmp_path, "index", collection, "--db", db, "--quiet", delay=0)
     out, err = second.communicate(timeout=WAIT)

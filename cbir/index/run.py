@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import errno
+import fnmatch
 import hashlib
 import os
 import signal
@@ -40,15 +41,29 @@ CODEBOOK_MIN_SIDE = 64  # colour statistics for the codebook need few pixels: de
 
 @dataclass
 class IndexReport:
-    """What an index run did. ``failures`` lists (path, reason) of every file that could not be indexed."""
+    """What an index run did.
+
+    added, updated, unchanged, removed : int, images (``updated`` includes every image a rebuild recomputed)
+    failures : list of (path, reason), files that could not be indexed
+    skipped : list of (path, reason), files with an image extension cbir cannot read (HEIC, RAW...), not indexed
+    interrupted : bool, Ctrl-C: finished batches are kept and the next run completes the rest
+    codebook_learned : bool; codebook_images : int or None, how many images it was learned from
+    codebook_outgrown : (learned from, images indexed now) when the collection has grown to at least twice the
+        images the codebook was learned from while it could have used more (``Settings.sample``): a rebuild
+        would learn it from the whole collection; else None
+    seconds : float
+    """
 
     added: int = 0
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
     codebook_learned: bool = False
+    codebook_images: int | None = None
+    codebook_outgrown: tuple[int, int] | None = None
     seconds: float = 0.0
 
     @property
@@ -56,20 +71,61 @@ class IndexReport:
         return len(self.failures)
 
     def summary(self) -> str:
+        skipped = f", skipped {len(self.skipped)}" if self.skipped else ""
         return (f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, removed {self.removed}, "
-                f"failed {self.failed}")
+                f"failed {self.failed}{skipped}")
 
 
-def find_images(roots):
-    """Image files under ``roots`` (folders walked recursively, symlinked folders not followed; files named
-    directly are taken whatever their extension).
+# Folders that file servers, operating systems and photo tools fill with their own copies or metadata: Synology
+# thumbnails (@eaDir) come back as near-copies of every photo, and macOS AppleDouble files (._*, hidden) can never be
+# read. Names starting with "." (hidden files and folders: .git, ._IMG_1.jpg, .thumbnails) are skipped as well.
+SYSTEM_FOLDERS = frozenset({"@eaDir", "@Recycle", "#recycle", "#snapshot", "$RECYCLE.BIN", "System Volume Information"})
+# Image formats cbir cannot decode: counted and named as skipped instead of passed over in silence.
+UNSUPPORTED_EXTENSIONS = {
+    ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".jxl": "JPEG XL", ".cr2": "RAW", ".cr3": "RAW",
+    ".nef": "RAW", ".nrw": "RAW", ".arw": "RAW", ".dng": "RAW", ".orf": "RAW", ".rw2": "RAW", ".raf": "RAW",
+    ".srw": "RAW", ".pef": "RAW", ".raw": "RAW",
+}
+
+
+@dataclass(frozen=True)
+class Found:
+    """What :func:`find_images` found: ``files`` (sorted absolute paths), ``problems`` (path, reason) of entries
+    that look like images but cannot be read as files, ``skipped`` (path, reason) of images in formats cbir
+    cannot read."""
+
+    files: list[str]
+    problems: list[tuple[str, str]]
+    skipped: list[tuple[str, str]]
+
+
+def _excluded(name: str, relative: str, exclude: tuple[str, ...], include_hidden: bool) -> bool:
+    """Whether a file or folder found by walking is left out: hidden, a system folder, or matching an exclude
+    pattern by its name or by its path relative to the folder walked."""
+    if not include_hidden and (name.startswith(".") or name in SYSTEM_FOLDERS):
+        return True
+    return any(fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(relative, pattern) for pattern in exclude)
+
+
+def find_images(roots, exclude=(), include_hidden=False):
+    """Image files under ``roots``: folders walked recursively (symbolic links to folders not followed; hidden and
+    system files and folders, and those matching ``exclude``, left out unless named directly); files named
+    directly are taken whatever their extension.
+
+    Parameters
+    ----------
+    roots : list of folders or files
+    exclude : glob patterns (``fnmatch``, case-sensitive) matched against each name and each path relative to the
+        root walked, e.g. ``"Screenshots"``, ``"*.tmp.jpg"``, ``"2019/raw/*"``; a folder that matches is skipped
+        whole
+    include_hidden : also walk names starting with "." and system folders (``SYSTEM_FOLDERS``)
 
     Returns
     -------
-    files : sorted list of absolute paths
-    problems : list of (path, reason) for entries that look like images but cannot be read as files
+    Found
     """
-    files, problems = set(), []
+    exclude = tuple(exclude)
+    files, problems, skipped = set(), [], []
     for root in roots:
         root = os.fspath(root)
         if os.path.isfile(root):
@@ -81,18 +137,28 @@ def find_images(roots):
         if not os.path.isdir(root):
             reason = "broken symbolic link" if os.path.islink(root) else "no such file or directory"
             raise CbirError(f"{root}: {reason}")
-        for folder, _, names in os.walk(root):
+        for folder, folders, names in os.walk(root):
+            here = os.path.relpath(folder, root)
+            relative = (lambda name: name) if here == os.curdir else (lambda name: os.path.join(here, name))
+            folders[:] = [f for f in folders if not _excluded(f, relative(f), exclude, include_hidden)]
             for name in names:
-                if not name.lower().endswith(IMAGE_EXTENSIONS):
+                if _excluded(name, relative(name), exclude, include_hidden):
                     continue
+                extension = os.path.splitext(name)[1].lower()
                 path = os.path.abspath(os.path.join(folder, name))
+                if extension in UNSUPPORTED_EXTENSIONS:
+                    skipped.append((_escaped_name(path) if not _utf8_name(path) else path,
+                                    f"{UNSUPPORTED_EXTENSIONS[extension]} images cannot be read by cbir"))
+                    continue
+                if extension not in IMAGE_EXTENSIONS:
+                    continue
                 if not _utf8_name(path):
                     problems.append((_escaped_name(path), _NOT_UTF8))
                 elif os.path.isfile(path):
                     files.add(path)
                 elif os.path.islink(path):
                     problems.append((path, _link_problem(path)))
-    return sorted(files), problems
+    return Found(sorted(files), problems, sorted(skipped))
 
 
 _NOT_UTF8 = "file name is not valid UTF-8 (shown with \\x escapes); rename the file to index it"
@@ -141,33 +207,36 @@ def resolve_settings(stored, overrides, rebuild):
     return wanted
 
 
-def learn_collection_codebook(files, settings, describer=None):
-    """Codebook of a collection from an evenly spread sample of its files, decoded here or by ``describer`` (a
-    :class:`cbir.index.cluster.DaskDescriber`); files that cannot be read are skipped here (the main pass reports
-    them)."""
+def learn_collection_codebook(files, settings, progress=None, describer=None):
+    """Codebook of a collection from an evenly spread sample of its files, decoded small here or by ``describer``
+    (a :class:`cbir.index.cluster.DaskDescriber`); files that cannot be read are skipped here (the main pass
+    reports them). ``progress(done, total)`` is called as sampled files are read here. Returns the codebook (see
+    :func:`cbir.core.codebook.learn_codebook`) and how many images it was learned from."""
     step = max(1, len(files) / settings.sample)
     sample = [files[int(i * step)] for i in range(min(settings.sample, len(files)))]
     if describer is not None:
         pool, readable = describer.pool(sample, CODEBOOK_MIN_SIDE)
     else:
-        pool, readable = pool_sample([(path, None) for path in sample], CODEBOOK_MIN_SIDE)
+        pool, readable = pool_sample([(path, None) for path in sample], CODEBOOK_MIN_SIDE, progress)
     if not readable:
         raise CbirError(f"none of the {len(sample)} sampled files could be read as an image; nothing to index")
-    return learn_codebook(pool, settings.colors, space=settings.space, seed=settings.seed)
+    return learn_codebook(pool, settings.colors, space=settings.space, seed=settings.seed), readable
 
 
-def pool_sample(items, min_side):
+def pool_sample(items, min_side, progress=None):
     """Colour pool (:func:`cbir.core.codebook.pool_colours`) of the readable files among ``(path, bytes or None)``
-    items (None: read the file), decoded small, and how many were readable."""
+    items (None: read the file), decoded small, and how many were readable; ``progress(done, total)`` after each."""
     pool = empty_pool()
     readable = 0
-    for path, data in items:
+    for done, (path, data) in enumerate(items, 1):
         try:
             pool_colours(pool, read_image(path, min_side=min_side) if data is None else
                          decode_image(data, min_side=min_side, name=path))
             readable += 1
         except CbirError:
-            continue
+            pass
+        if progress:
+            progress(done, len(items))
     return pool, readable
 
 
@@ -189,8 +258,10 @@ def describe(path, settings, lut, n_colors, known_sha256=None, data=None):
 
 
 def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None, *, rebuild: bool = False,
-                progress: Callable[[int, int], None] | None = None, workers: int = 1,
-                cluster: str | None = None, ship_bytes: bool = False, tuning: Tuning = Tuning()) -> IndexReport:
+                progress: Callable[[int, int], None] | None = None,
+                codebook_progress: Callable[[int, int], None] | None = None, workers: int = 1,
+                cluster: str | None = None, ship_bytes: bool = False, tuning: Tuning = Tuning(),
+                exclude: tuple[str, ...] = (), include_hidden: bool = False) -> IndexReport:
     """Bring the index in ``store`` in step with the image files under ``roots``.
 
     Parameters
@@ -198,14 +269,19 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
     store : cbir.store.Store
     roots : list of folders or files
     overrides : dict of Settings fields to change (None values are ignored)
-    rebuild : relearn the codebook and recompute every histogram
+    rebuild : relearn the codebook and recompute every histogram: of the files under ``roots`` and of every other
+        indexed file, wherever it is (refused, changing nothing, when some of those are missing on disk)
     progress : callable(done, total) or None, called as files are processed
+    codebook_progress : callable(done, total) or None, called as the codebook's sample is read
     workers : processes that read and describe files (1: all in this process); the result is the same
     cluster : read and describe the files on this Dask cluster instead of ``workers``: a scheduler's address
         (``tcp://host:8786``) or ``local:N`` (N worker processes here); the result is the same. Needs Dask
         (``pip install 'cbir[cluster]'``), imported only then
     ship_bytes : with ``cluster``, read the files here and send their bytes (the workers need not see them)
     tuning : batch size, worker chunks, and the fewest files worth starting workers for
+    exclude, include_hidden : what :func:`find_images` leaves out
+
+    Images left without a histogram by an interrupted rebuild are recomputed by the next run, wherever they are.
 
     Returns
     -------
@@ -213,6 +289,8 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
     """
     started = time.perf_counter()
     report = IndexReport()
+    found = find_images(roots, exclude, include_hidden)  # before the database is touched: a bad path changes nothing
+    report.skipped = found.skipped
     describer = None
     if cluster is not None:
         from .cluster import DaskDescriber  # Dask is imported for a cluster run only
@@ -223,20 +301,23 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
         meta = store.meta()
         has_codebook = store.codebook() is not None
         settings = resolve_settings(meta.get("settings") if has_codebook else None, overrides or {}, rebuild)
-        files, problems = find_images(roots)
+        elsewhere = _elsewhere(store, roots, found.files) if has_codebook and rebuild else []
+        files = sorted(found.files + elsewhere)
         if workers > 1 and _parallel(workers, _fewest_new(store, files, fresh=rebuild or not has_codebook), tuning):
             _start_server()  # it boots on another core while this one learns the codebook or lists the work
         if not has_codebook or rebuild:
             if not files:
                 raise CbirError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {', '.join(map(str, roots))}")
-            colours, rgb, shares = learn_collection_codebook(files, settings, describer)
+            (colours, rgb, shares), learned_from = learn_collection_codebook(files, settings, codebook_progress,
+                                                                             describer)
             store.replace_codebook(colours, ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in rgb], shares,
-                                   {"settings": settings.to_dict(), "lut_bits": LUT_BITS})
-            report.codebook_learned = True
+                                   {"settings": settings.to_dict(), "lut_bits": LUT_BITS,
+                                    "codebook_images": learned_from})
+            report.codebook_learned, report.codebook_images = True, learned_from
         elif settings.to_dict() != meta.get("settings"):
             store.set_meta({"settings": settings.to_dict()})  # ranking settings changed: no new histograms needed
-        _update(store, roots, files, problems, settings, store.codebook(), report, progress, workers, tuning,
-                describer)
+        _update(store, roots, found, settings, store.codebook(), report, progress, workers, tuning, describer)
+        report.codebook_outgrown = _outgrown(store, settings)
     finally:
         store.unlock()
         if describer is not None:
@@ -245,14 +326,40 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
     return report
 
 
-def _update(store, roots, files, problems, settings, codebook, report, progress, workers, tuning, describer=None):
-    todo, new_paths = _plan(store, roots, files, problems, report)
+def _elsewhere(store, roots, files):
+    """The indexed files outside ``roots`` (a rebuild recomputes them too), or CbirError naming those missing on
+    disk: a rebuild cannot recompute them and would lose them."""
+    abs_roots = [os.path.abspath(r) for r in roots]
+    listed = set(files)
+    outside = [store.disk_path(p) for p in store.known_images()
+               if not _under(os.path.abspath(store.disk_path(p)), abs_roots)]
+    outside = [os.path.abspath(p) for p in outside if os.path.abspath(p) not in listed]
+    missing = [p for p in outside if not os.path.isfile(p)]
+    if missing:
+        raise CbirError(f"{len(missing)} indexed files outside {', '.join(roots)} are missing on disk (first: "
+                        f"{missing[0]}); a rebuild cannot recompute them", remedy=Remedy.PRUNE)
+    return outside
+
+
+def _outgrown(store, settings):
+    """``(learned from, images now)`` when the index holds at least twice the images its codebook was learned
+    from, and a rebuild would learn it from more (``settings.sample`` allows it); else None."""
+    learned = store.meta().get("codebook_images")
+    images = store.counts(["images"])["images"]
+    if isinstance(learned, int) and learned < settings.sample and images >= 2 * learned:
+        return learned, images
+    return None
+
+
+def _update(store, roots, found, settings, codebook, report, progress, workers, tuning, describer=None):
+    todo, new_paths, pending = _plan(store, roots, found, report)
     if not todo:
         return
     parallel = _parallel(workers, len(todo), tuning)
     if parallel:
         _start_server()  # if not started yet: it boots on another core while this one builds the lookup table
-    jobs = [(path, entry[3] if entry else None) for path, _, _, entry in todo]
+    # A pending image (no histogram under this codebook) is recomputed even when its content is unchanged.
+    jobs = [(path, entry[3] if entry and stored not in pending else None) for path, stored, _, entry in todo]
     if describer is not None:
         results = describer.describe(jobs, settings, codebook)
     elif parallel:
@@ -278,21 +385,30 @@ def _update(store, roots, files, problems, settings, codebook, report, progress,
     batches.write()
 
 
-def _plan(store, roots, files, problems, report):
+def _plan(store, roots, found, report):
     """Compare the files found with the index: forget what is gone from the indexed folders, record the files that
     cannot even be listed, count the unchanged ones. Returns the files to read, as ``(path, stored path, stat,
-    known row or None)``, and the stored paths that have no row yet."""
+    known row or None)`` (with every pending image: indexed, but without a histogram under this codebook, wherever
+    it is), the stored paths that have no row yet, and the pending stored paths."""
     known = store.known_images()
     known_failures = store.known_failures()
+    pending = store.pending_images()
     abs_roots = [os.path.abspath(r) for r in roots]
+    files = list(found.files)
     stored_paths = [store.stored_path(f) for f in files]
-    seen = set(stored_paths) | {store.stored_path(p) for p, _ in problems}
+    listed = set(stored_paths)
+    for stored in sorted(pending - listed):
+        path = os.path.abspath(store.disk_path(stored))
+        if not _under(path, abs_roots) and os.path.isfile(path):  # under the roots and not found: removed below
+            files.append(path)
+            stored_paths.append(stored)
+    seen = set(stored_paths) | {store.stored_path(p) for p, _ in found.problems}
     removed = [p for p in list(known) + list(known_failures)
                if p not in seen and _under(os.path.abspath(store.disk_path(p)), abs_roots)]
     report.removed = sum(p in known for p in removed)
 
-    failures = [(store.stored_path(p), reason, None, None) for p, reason in problems]
-    report.failures += problems
+    failures = [(store.stored_path(p), reason, None, None) for p, reason in found.problems]
+    report.failures += found.problems
     todo = []
     for path, stored in zip(files, stored_paths):
         try:
@@ -302,13 +418,13 @@ def _plan(store, roots, files, problems, report):
             report.failures.append((path, f"cannot read ({error.strerror})"))
             continue
         entry = known.get(stored)
-        if entry and entry[1] == stat.st_size and entry[2] == stat.st_mtime_ns:
+        if entry and stored not in pending and entry[1] == stat.st_size and entry[2] == stat.st_mtime_ns:
             report.unchanged += 1
         else:
             todo.append((path, stored, stat, entry))
     store.write_batch(failures=failures, removed=removed)
     new_paths = {stored for _, stored, _, entry in todo if entry is None and stored not in known_failures}
-    return todo, new_paths
+    return todo, new_paths, pending
 
 
 class _Batches:

@@ -96,6 +96,7 @@ class Store:
         self.path = path
         self.root = os.path.dirname(os.path.abspath(path))
         self._lock = WriterLock(path)
+        self.created = False  # made by this open: not kept if closed with nothing stored in it
 
     # --- opening -------------------------------------------------------------------------------------------
     @classmethod
@@ -128,6 +129,7 @@ class Store:
                                     f"{SCHEMA_VERSION}", remedy=Remedy.REBUILD)
         else:
             store._create()
+            store.created = True
         return store
 
     @_sqlite_errors
@@ -148,8 +150,22 @@ class Store:
             self._set_meta({"schema_version": SCHEMA_VERSION})
 
     def close(self) -> None:
+        """Close the database. One this open created is removed again when nothing was ever stored in it (a first
+        index run that failed, say): a failed command leaves no file behind."""
         self.unlock()
+        empty = self.created and not self._holds_anything()
         self.db.close()
+        if empty:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path + suffix)
+
+    def _holds_anything(self) -> bool:
+        try:
+            return any(self.db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
+                       for table in ("codebook", "images", "failures"))  # fixed names, never input
+        except sqlite3.Error:
+            return True  # when in doubt, keep the file
 
     def __enter__(self) -> Store:
         return self
@@ -215,11 +231,11 @@ class Store:
     @_sqlite_errors
     def replace_codebook(self, colours: np.ndarray, hexes: list[str], shares: np.ndarray,
                          meta: dict[str, Any]) -> None:
-        """Store a new codebook and the metadata it was made with, dropping every histogram of the old one."""
+        """Store a new codebook and the metadata it was made with, dropping every histogram of the old one. The
+        images stay, without a histogram (:meth:`pending_images`), until an index run computes their new one: an
+        interrupted rebuild loses none of them."""
         with self.db.atomic():
             self.db.execute("DELETE FROM histograms")
-            self.db.execute("DELETE FROM images")
-            self.db.execute("DELETE FROM failures")
             self.db.execute("DELETE FROM codebook")
             self.db["codebook"].insert_all(
                 {"id": i, "c0": float(c[0]), "c1": float(c[1]), "c2": float(c[2]), "hex": h, "share": float(s)}
@@ -232,6 +248,19 @@ class Store:
         """``{stored path: (id, size, mtime_ns, sha256)}`` of every indexed image."""
         return {r["path"]: (r["id"], r["size"], r["mtime_ns"], r["sha256"])
                 for r in self.db.query("SELECT id, path, size, mtime_ns, sha256 FROM images")}
+
+    @_sqlite_errors
+    def pending_images(self) -> set[str]:
+        """Stored paths of the indexed images that have no histogram (a rebuild replaced the codebook and has not
+        computed their new one yet)."""
+        return {r[0] for r in self.db.execute("SELECT path FROM images WHERE id NOT IN "
+                                              "(SELECT image_id FROM histograms)")}
+
+    @_sqlite_errors
+    def image_id(self, stored: str) -> int | None:
+        """The id of the image stored under ``stored``, or None when it is not indexed."""
+        row = self.db.execute("SELECT id FROM images WHERE path = ?", [stored]).fetchone()
+        return None if row is None else row[0]
 
     @_sqlite_errors
     def known_failures(self) -> dict[str, dict[str, Any]]:
