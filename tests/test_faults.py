@@ -175,7 +175,7 @@ def test_queries_and_checks_during_an_index_run_see_consistent_states(collection
     writer = cbir_process(tmp_path, "index", collection, "--db", db, "--quiet", delay=0.01)
     while writer.poll() is None or not states:
         with Index.open(db) as index:  # a new reader each time: sees the latest committed state, whole
-            results = index.search(query, n=0)
+            results = index.search(query, n=0, skip_self=False)
         n = len(results)
         # N_IMAGES // 2 images from first/, then whole batches of collection/ (first/ is removed last)
         assert n == N_IMAGES // 2 or n % BATCH == 0 or n == N_IMAGES + N_IMAGES // 2, n
@@ -185,7 +185,7 @@ def test_queries_and_checks_during_an_index_run_see_consistent_states(collection
     out, err = writer.communicate(timeout=WAIT)
     assert writer.returncode == 0, err
     with Index.open(db) as index:
-        assert len(index.search(query, n=0)) == N_IMAGES + N_IMAGES // 2
+        assert len(index.search(query, n=0, skip_self=False)) == N_IMAGES + N_IMAGES // 2
 
 
 def test_ctrl_c_before_any_image_exits_130_and_leaves_a_usable_database(cli, collection, tmp_path, monkeypatch):

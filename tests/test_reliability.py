@@ -83,7 +83,7 @@ def test_bad_query_image_is_a_clear_one_line_error(cli, corpus, name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", GOOD)
 def test_good_file_as_query_finds_itself_at_distance_zero(cli, corpus, name):
-    code, out, err = cli("query", corpus["folder"] / name, "--db", corpus["db"], "--json", "-n", 0)
+    code, out, err = cli("query", corpus["folder"] / name, "--db", corpus["db"], "--json", "-n", 0, "--keep-self")
     assert code == 0, err
     results = json.loads(out)["results"]
     assert len(results) == len(GOOD) and results[0]["distance"] == 0.0
