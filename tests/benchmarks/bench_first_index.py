@@ -10,6 +10,9 @@ mirrored, quality 95; nothing is kept), then, interleaved and repeated, in this 
 - the colour pool of the codebook per image, the way it is done (``pool_colours``, touching the occupied bins)
   and the way it was done (a bincount over all 2**18 bins), on the 1/8-scale decodes: same pool, ms per image.
 
+Wall time (medians, and each run against the plain loop of its round) and this process's CPU time, which a busy
+machine disturbs least, are printed with the load average.
+
     python tests/benchmarks/bench_first_index.py [--images 600] [--runs 3] [--kodak ../shared/data/kodak]
 """
 
@@ -88,11 +91,13 @@ def main():
             learn_collection_codebook(files, Settings())
 
         times = {"plain": [], "index": [], "codebook": []}
+        cpu = {name: [] for name in times}
         for _ in range(args.runs):
             for name, run in (("plain", plain), ("index", index), ("codebook", codebook)):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 run()
                 times[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
         small = [read_image(path, min_side=CODEBOOK_MIN_SIDE) for path in files[:200]]
         pools = {}
         for name, update in (("occupied bins", pool_colours), ("all bins (before)", dense_pool_colours)):
@@ -108,6 +113,10 @@ def main():
         paired = statistics.median(t / p for t, p in zip(times[name], times["plain"]))
         print(f"  {name:9s} {seconds:6.2f} s  {seconds / median['plain']:.2f}x plain (paired by round: {paired:.2f}x)"
               f"   runs {', '.join(f'{t:.2f}' for t in times[name])}")
+    # CPU time of this process (one thread): what a busy machine disturbs least; it leaves out waiting for the disk.
+    cpu_median = {name: statistics.median(values) for name, values in cpu.items()}
+    print("  CPU time: " + ", ".join(f"{name} {seconds:.2f} s ({seconds / cpu_median['plain']:.2f}x)"
+                                     for name, seconds in cpu_median.items()))
     same = np.array_equal(*(pool for pool, _ in pools.values()))
     print("  colour pool per image: " + ", ".join(f"{name} {ms:.2f} ms" for name, (_, ms) in pools.items())
           + f" (same pool: {same})")
