@@ -257,7 +257,7 @@ def test_evaluate_feedback_rounds_on_the_command_line(cli, tmp_path):
     names = sorted(p.name for p in folder.glob("*.png"))
     with open(folder / "mixed.csv", "w", newline="") as handle:
         csv.writer(handle).writerows([("path", "label"), *zip(names, rng.permutation(["x", "y", "z"] * 5))])
-    code, out, err = cli("evaluate", folder, "--labels", folder / "mixed.csv", "--colors", 8, "--feedback", 2,
+    code, out, err = cli("evaluate", folder, "--labels", folder / "mixed.csv", "--codebook-size", 8, "--feedback", 2,
                          "--judged", 3, "--db", tmp_path / "f.db", "--json")
     assert code == 0, err
     result = json.loads(out)["results"][0]

@@ -36,7 +36,7 @@ def test_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
 
     code = re.findall(r"```python\n(.+?)\n```", (ROOT / "README.md").read_text(), re.S)[0]
     home = tmp_path / "home"
-    write_photos(home / "Pictures", 4)
+    write_photos(home / "Pictures", 8)
     work = tmp_path / "work"
     work.mkdir()
     (work / "query.jpg").write_bytes((home / "Pictures" / "p2.png").read_bytes())
@@ -45,7 +45,7 @@ def test_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(work)
     exec(compile(code, "README.md", "exec"), {})
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 8
+    assert len(lines) == 10
     paths = [line.split()[-1] for line in lines]
     assert all(Path(p).is_file() for p in paths)  # they open from the caller's directory
     assert lines[0].split()[1] == "0.0" and paths[0].endswith("p2.png")  # query.jpg is not indexed: p2.png first

@@ -145,7 +145,7 @@ class Index:
     More like these, not like those: examples ranked together, here two results liked and one disliked, by id
 
     >>> with Index.open(os.path.join(folder, "photos.db")) as index:
-    ...     first = index.search(os.path.join(folder, "0.png"), n=3)
+    ...     first = index.search(os.path.join(folder, "0.png"), n=3, skip_self=False)  # 0.png itself too
     ...     again = index.search([first[0].image_id, first[1].image_id], n=3, negative=[first[2].image_id])
     >>> [r.rank for r in again]
     [1, 2, 3]
