@@ -119,3 +119,33 @@ def _written_through(path, mode):
 
 def _reason(error):
     return error.strerror or str(error)
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse, before any work is done, an output path that :func:`write_file` could not write: its folder is
+    missing or not a folder, the path is a folder (or a block device, a socket), or the folder is not writable. A
+    FIFO or a character device is written through: nothing to check here.
+
+    Raises
+    ------
+    WriteError
+    """
+    path = os.fspath(path)
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        found = None
+    except OSError as error:
+        raise WriteError(f"{path}: cannot write ({_reason(error)})") from None
+    if found is not None and (stat.S_ISFIFO(found.st_mode) or stat.S_ISCHR(found.st_mode)):
+        return
+    if found is not None and stat.S_ISDIR(found.st_mode):
+        raise WriteError(f"{path}: cannot write: it is a folder")
+    if found is not None and not stat.S_ISREG(found.st_mode):
+        raise WriteError(f"{path}: cannot write: it is not a file")
+    folder = os.path.dirname(os.path.realpath(path))  # where the temporary is made: the real file's folder
+    if not os.path.isdir(folder):
+        what = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise WriteError(f"{path}: cannot write: the folder {folder} {what}")
+    if not os.access(folder, os.W_OK):
+        raise WriteError(f"{path}: cannot write: no permission to write in {folder}")

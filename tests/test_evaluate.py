@@ -199,7 +199,7 @@ def make_labelled(folder, per_label=4, seed=0):
 
 def test_evaluate_command_json_on_a_generated_collection(cli, tmp_path):
     labels = make_labelled(tmp_path / "set")
-    code, out, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--colors", 8, "--distance", "all",
+    code, out, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--codebook-size", 8, "--distance", "all",
                          "--json")
     assert code == 0, err
     report = json.loads(out)  # one JSON document and nothing else on stdout
@@ -241,7 +241,7 @@ def test_runner_equals_ranking_by_hand_with_the_index(tmp_path):
 
 def test_evaluate_command_table_and_errors(cli, tmp_path):
     labels = make_labelled(tmp_path / "set", per_label=2)
-    code, out, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--colors", 8, "--quiet")
+    code, out, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--codebook-size", 8, "--quiet")
     assert code == 0, err
     assert "MAP" in out and "P@10" in out and "AP per label" in out and err == ""
     code, _, err = cli("evaluate", tmp_path / "set", "--labels", tmp_path / "none.csv")
@@ -257,7 +257,7 @@ def test_evaluate_feedback_rounds_on_the_command_line(cli, tmp_path):
     names = sorted(p.name for p in folder.glob("*.png"))
     with open(folder / "mixed.csv", "w", newline="") as handle:
         csv.writer(handle).writerows([("path", "label"), *zip(names, rng.permutation(["x", "y", "z"] * 5))])
-    code, out, err = cli("evaluate", folder, "--labels", folder / "mixed.csv", "--colors", 8, "--feedback", 2,
+    code, out, err = cli("evaluate", folder, "--labels", folder / "mixed.csv", "--codebook-size", 8, "--feedback", 2,
                          "--judged", 3, "--db", tmp_path / "f.db", "--json")
     assert code == 0, err
     result = json.loads(out)["results"][0]
@@ -282,16 +282,16 @@ def test_evaluate_feedback_rounds_on_the_command_line(cli, tmp_path):
 def test_evaluate_with_a_kept_database_reuses_it(cli, tmp_path):
     labels = make_labelled(tmp_path / "set", per_label=2)
     db = tmp_path / "kept.db"
-    code, out, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--colors", 8, "--db", db, "--json")
+    code, out, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--codebook-size", 8, "--db", db, "--json")
     first = json.loads(out)
     assert code == 0 and first["indexed"] == 6 and db.exists()
     code, out, _ = cli("evaluate", tmp_path / "set", "--labels", labels, "--db", db, "--power", 0.5, "--json")
     second = json.loads(out)
     assert code == 0 and second["indexed"] == 0 and second["index_seconds"] is None
     assert second["settings"]["colors"] == 8 and second["settings"]["power"] == 0.5
-    code, _, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--db", db, "--colors", 4)
+    code, _, err = cli("evaluate", tmp_path / "set", "--labels", labels, "--db", db, "--codebook-size", 4)
     assert code == 1 and "--rebuild" in err
-    code, out, _ = cli("evaluate", tmp_path / "set", "--labels", labels, "--db", db, "--colors", 4, "--rebuild",
+    code, out, _ = cli("evaluate", tmp_path / "set", "--labels", labels, "--db", db, "--codebook-size", 4, "--rebuild",
                        "--json")
     assert code == 0 and json.loads(out)["settings"]["colors"] == 4
 

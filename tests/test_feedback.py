@@ -193,8 +193,11 @@ def test_one_example_alone_is_the_plain_search(indexed):
     db, ids, paths = indexed
     with Index.open(db) as index:
         plain = index.search_vectors([index.query_vector(paths[5])], n=5)[0]
-        assert index.search(paths[5], n=5) == plain
-        assert index.search([paths[5]], n=5) == plain
+        assert index.search(paths[5], n=5, skip_self=False) == plain
+        assert index.search([paths[5]], n=5, skip_self=False) == plain
+        skipped = [(r.image_id, r.distance) for r in index.search(paths[5], n=5)]  # the query file left out
+        assert skipped == [(r.image_id, r.distance) for r in index.search_vectors([index.query_vector(paths[5])], n=6)[0]
+                           if r.image_id != ids[5]]
         by_id = index.search(int(ids[5]), n=5)
         assert [r.image_id for r in by_id] == [r.image_id for r in plain] and by_id[0].distance == 0.0
         # the same files by id and by path: the same histograms, the same ranking

@@ -23,10 +23,8 @@ from helpers import crafted, make_photo, write_photos
 
 HOOKS = """
 import os, signal, time
-import cbir.imageio, cbir.index.api
-from cbir.index.tuning import Tuning
+import cbir.imageio  # patched before anything imports decode_with_size from it
 
-cbir.index.api.DEFAULT_TUNING = Tuning(**{tuning!r})
 _decode = cbir.imageio.decode_with_size
 
 
@@ -42,6 +40,11 @@ def decode_with_size(data, **kwargs):
 
 
 cbir.imageio.decode_with_size = decode_with_size
+
+import cbir.index.api
+from cbir.index.tuning import Tuning
+
+cbir.index.api.DEFAULT_TUNING = Tuning(**{tuning!r})
 
 if {interrupt_after_write}:  # Ctrl-C landing right after the COMMIT of a batch
     import cbir.store.database as database
@@ -264,7 +267,7 @@ def test_a_rebuild_killed_half_way_leaves_the_old_index_as_it_was(tmp_path, cli)
     with Index.open(db, create=True) as index:
         index.add(photos, settings={"colors": 8})
     before = rows_of(db, "SELECT path, vector FROM images JOIN histograms ON image_id = id ORDER BY path")
-    run = cbir("index", photos, "--db", db, "--rebuild", "--colors", "6", "--workers", "1", "-q", cwd=tmp_path,
+    run = cbir("index", photos, "--db", db, "--rebuild", "--codebook-size", "6", "--workers", "1", "-q", cwd=tmp_path,
                env=hooked(tmp_path, delay=0.03, batch_size=4))
     deadline = time.monotonic() + 120
     while not rows_of(db, "SELECT name FROM sqlite_master WHERE name = 'rebuild_images'") or \
@@ -298,7 +301,7 @@ def test_ctrl_c_during_a_rebuild_says_the_old_index_is_kept(tmp_path):
     with Index.open(db, create=True) as index:
         index.add(photos, settings={"colors": 8})
     before = rows_of(db, "SELECT path, vector FROM images JOIN histograms ON image_id = id ORDER BY path")
-    run = cbir("index", photos, "--db", db, "--rebuild", "--colors", "6", "--workers", "1", cwd=tmp_path,
+    run = cbir("index", photos, "--db", db, "--rebuild", "--codebook-size", "6", "--workers", "1", cwd=tmp_path,
                env=hooked(tmp_path, batch_size=4, interrupt_after_write=3))
     out, err = run.communicate(timeout=120)
     assert run.returncode == 130 and "Interrupted: the rebuild stopped; the index is as it was before it" in err

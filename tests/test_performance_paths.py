@@ -88,7 +88,7 @@ def test_parallel_index_writes_the_same_database(many_photos, tmp_path, monkeypa
     results = []
     for workers in (1, 2, 3):
         db = tmp_path / f"w{workers}.db"
-        code, out, err = cli("index", many_photos, "--db", db, "--colors", 16, "--layout", "global+2x2",
+        code, out, err = cli("index", many_photos, "--db", db, "--codebook-size", 16, "--layout", "global+2x2",
                              "--workers", workers)
         assert code == 3 and "failed 2" in out and "Traceback" not in err
         results.append(index_rows(db))
@@ -149,7 +149,7 @@ def test_ctrl_c_with_workers_keeps_finished_batches_without_traceback(many_photo
                 os.killpg(os.getpgrp(), signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
                 time.sleep(1)
         cbir.cli.progress.ProgressBar.__call__ = progress
-        sys.argv = ["cbir", "index", {str(many_photos)!r}, "--db", {str(db)!r}, "--colors", "8", "--workers", "2"]
+        sys.argv = ["cbir", "index", {str(many_photos)!r}, "--db", {str(db)!r}, "--codebook-size", "8", "--workers", "2"]
         cbir.cli.main()
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,

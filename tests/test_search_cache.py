@@ -46,7 +46,7 @@ def test_an_index_run_caches_the_transformed_matrix_and_opening_reads_it(many_ph
         assert cached.cached and not transformed.cached
         assert_same_engine(cached, transformed)
         assert not search_cache.refresh(index._store, LARGE)  # current: nothing to do
-        results = index.search(many_photos / "p000.png", 5)
+        results = index.search(many_photos / "p000.png", 5, skip_self=False)
         assert index._loaded().cached and results[0].stored_path == "photos/p000.png" and results[0].distance == 0
 
 
@@ -250,7 +250,7 @@ def test_writing_the_cache_reports_progress(many_photos, tmp_path):
 def test_cbir_index_writes_the_cache_and_ctrl_c_there_exits_130(many_photos, tmp_path, cli, monkeypatch):
     monkeypatch.setattr(cbir.index.api, "DEFAULT_TUNING", LARGE)  # the command has no tuning option
     db = tmp_path / "i.db"
-    code, out, err = cli("index", many_photos, "--db", db, "--colors", "8", "--workers", "1")
+    code, out, err = cli("index", many_photos, "--db", db, "--codebook-size", "8", "--workers", "1")
     assert code == 3 and "added 40" in out  # 3: the two broken files
     with Store.open(db) as store:
         assert load(store).cached

@@ -82,7 +82,7 @@ def test_api_rankings_are_the_library_rankings(client, sample):
     with Index.open(sample) as index:
         kodim = image_id(sample, "kodim05.jpg")
         expected = index.search_vectors(index.histograms([kodim]), 8)[0]
-        colour = index.search_vectors([index.colour_vector(parse_target(["#1e90ff:40", "white:20"]))], 5)[0]
+        colour = index.search_colours(parse_target(["#1e90ff:40", "white:20"]), 5)
     got = client.get(f"/api/search?like={kodim}&n=7").json()["results"]
     assert [r["id"] for r in got] == [r.image_id for r in expected if r.image_id != kodim][:7]  # the example left out
     got = client.get("/api/search?color=%231e90ff:40&color=white:20&n=5").json()

@@ -6,31 +6,31 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .options import JsonOption, KernelOption, PowerOption, QuietOption, SigmaOption
+from .options import (CodebookSizeOption, CodebookSpaceOption, JsonOption, KernelOption, LayoutOption, MinSideOption,
+                      PowerOption, QuietOption, SampleOption, SigmaOption)
 from .output import print_json, reports_errors, show_path, stderr, stdout
 from .progress import ProgressBar
 
 
 @reports_errors
 def evaluate_command(
-    directory: Annotated[Path, typer.Argument(help="Folder of the labelled images.", show_default=False)],
-    labels: Annotated[Path, typer.Option("--labels", help="CSV file with columns path,label (paths relative to "
+    directory: Annotated[Path, typer.Argument(metavar="DIRECTORY", help="Folder of the labelled images.",
+                                              show_default=False)],
+    labels: Annotated[Path, typer.Option("--labels", metavar="CSV", help="CSV file with columns path,label (paths relative to "
                                                           "DIRECTORY).", show_default=False)],
     db: Annotated[Optional[Path], typer.Option(
-        "--db", help="Index database to use and keep (default: a temporary one).")] = None,
-    colors: Annotated[Optional[int], typer.Option("--colors", min=2, max=1024, help="Codebook size K.")] = None,
-    layout: Annotated[Optional[str], typer.Option("--layout", help="Spatial layout (see cbir index).")] = None,
-    space: Annotated[Optional[str], typer.Option("--space", help="Codebook colour space: lab or rgb.")] = None,
-    min_side: Annotated[Optional[int], typer.Option(
-        "--min-side", min=0, help="Decode JPEGs reduced while the short side keeps this many pixels.")] = None,
-    sample: Annotated[Optional[int], typer.Option("--sample", min=1,
-                                                  help="Images sampled to learn the codebook.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Seed of the codebook k-means.")] = None,
+        "--db", metavar="FILE", help="Index database to use and keep (default: a temporary one).")] = None,
+    colors: CodebookSizeOption = None,
+    layout: LayoutOption = None,
+    space: CodebookSpaceOption = None,
+    min_side: MinSideOption = None,
+    sample: SampleOption = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", metavar="N", min=0, help="Seed of the codebook k-means.")] = None,
     kernel: KernelOption = None,
     sigma: SigmaOption = None,
     power: PowerOption = None,
     distance: Annotated[Optional[list[str]], typer.Option(
-        "--distance", help="qfd (default), l1, chi2, intersection, or all; repeat for several.")] = None,
+        "--distance", metavar="NAME", help="qfd (default), l1, chi2, intersection, or all; repeat for several.")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="With --db: relearn the codebook, redo every "
                                                             "histogram.")] = False,
     feedback: Annotated[int, typer.Option(

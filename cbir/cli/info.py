@@ -1,5 +1,6 @@
 """``cbir info``: what an index database holds."""
 
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,7 +16,7 @@ from .output import check_writable_image_path, one_line, print_json, reports_err
 def info_command(
     db: DbOption = Path("cbir.db"),
     palette: Annotated[Optional[Path], typer.Option(
-        "--palette", help="Write the codebook as a swatch image, colours sized by their share of the collection.",
+        "--palette", metavar="FILE", help="Write the codebook as a swatch image, colours sized by their share of the collection.",
         show_default=False)] = None,
     json_output: JsonOption = False,
 ):
@@ -39,7 +40,17 @@ def info_command(
     stdout.print(f"images: {info['images']} indexed, {info['failures']} failed", markup=False)
     for failure in failures:
         stdout.print(f"  failed: {one_line(failure.stored_path)}: {one_line(failure.reason)}", markup=False)
-    stdout.print(f"codebook: {info['codebook'] and len(info['codebook'])} colours", markup=False)
+    if info["pending"]:
+        stdout.print(f"  {info['pending']} awaiting a histogram (an interrupted rebuild): any cbir index run computes "
+                     "them", markup=False)
+    learned = ""
+    if info["codebook_images"] is not None:
+        when = time.strftime("%Y-%m-%d", time.localtime(info["codebook_learned_at"])) \
+            if isinstance(info["codebook_learned_at"], (int, float)) else "an unknown date"
+        learned = f", learned from {info['codebook_images']} images on {when}"
+    elif info["codebook"]:
+        learned = " (how many images it was learned from is not recorded: made by an older cbir)"
+    stdout.print(f"codebook: {info['codebook'] and len(info['codebook'])} colours{learned}", markup=False)
     for key, value in (info["settings"] or {}).items():
         stdout.print(f"  {one_line(str(key))}: {one_line(str(value))}", markup=False)
     if info["search_cache_rows"] is not None:

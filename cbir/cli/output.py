@@ -22,10 +22,11 @@ import typer
 from rich.console import Console
 
 from ..errors import CbirError, Remedy
+from ..files import check_writable
 from ..imageio import encode_image
 
 stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)  # a message or path is never wrapped or cut
 
 EXIT_FAILED_FILES = 3
 EXIT_INTERRUPTED = 130
@@ -44,7 +45,9 @@ ADVICE = {
     Remedy.RUN_AGAIN: "run the same command again to complete it",
     Remedy.INSTALL_CLUSTER: "install it with: pip install 'cbir[cluster]'",
     Remedy.SHIP_BYTES: "or send the files' bytes with --ship-bytes",
-    Remedy.REINDEX: "run cbir index on their folders to forget or update them",
+    Remedy.REINDEX: "forget the missing ones with: cbir prune --db {db}; index their folders again to update the "
+                    "others",
+    Remedy.PRUNE: "forget them first with: cbir prune --db {db} (or cbir remove PATH...), or index their folders too",
     Remedy.GIVE_COLOUR: "e.g. --color '#1e90ff:40'",
     Remedy.FREE_SPACE: "free some disk space, then run the same command again",
     Remedy.WRITABLE_COPY: "index into a copy of it in a folder you may write to",
@@ -139,6 +142,65 @@ def one_line(text: str) -> str:
 
 
 def check_writable_image_path(path: Path | None) -> None:
-    """Refuse an output path whose format cannot be written before any work is done."""
+    """Refuse, before any work is done, an image output path whose folder is missing or not writable, or whose
+    format cannot be written."""
     if path is not None:
+        check_writable(path)
         encode_image(np.zeros((1, 1, 3), np.uint8), path.suffix.lower() or ".png")
+
+
+# --- rows on stdout in the format asked for (``--format``, defined once in options.py) ---------------------------
+FORMATS = ("table", "tsv", "csv", "json", "paths")
+
+
+def chosen_format(format_name: str | None, json_flag: bool = False) -> str:
+    """The output format of a command: ``--format``, or ``json`` for ``--json``; else a table on a terminal and
+    tab-separated text when stdout is a pipe or a file (what a script reads)."""
+    if json_flag and format_name not in (None, "json"):
+        raise typer.BadParameter(f"--json and --format {format_name} disagree; give one of them", param_hint="--json")
+    if json_flag:
+        return "json"
+    if format_name is not None:
+        return format_name
+    return "table" if stdout.is_terminal else "tsv"
+
+
+def _tsv_field(value: Any) -> str:
+    """One TSV field: backslash, tab, newline and carriage return escaped (as PostgreSQL's and sqlite-utils' text
+    formats do), so every record stays on one line and splits on tabs."""
+    return (str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r"))
+
+
+def write_rows(format_name: str, columns: list[str], rows: list[list[Any]], *, title: str | None = None,
+               path_column: str = "path", header: bool = True) -> None:
+    """Print rows on stdout as ``table`` (a terminal table whose paths wrap instead of being cut), ``tsv`` or
+    ``csv`` (a header line, then one line per row), or ``paths`` (the ``path_column`` alone, one per line: for
+    xargs, feh, cp). ``json`` is each command's own document (see :func:`print_json`). ``header``: False when a
+    second block of rows continues the same output."""
+    if format_name == "table":
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=Text(title) if title else None, title_justify="left")  # Text: never read as markup
+        for name in columns:
+            # A path is the result: it folds onto more lines in a narrow terminal, never cut to "folder/anot…".
+            table.add_column(name, overflow="fold" if name == path_column else "ellipsis",
+                             no_wrap=name != path_column)
+        for row in rows:
+            table.add_row(*(Text(one_line(str(v))) for v in row))
+        stdout.print(table, markup=False)
+    elif format_name == "tsv":
+        lines = ([columns] if header else []) + rows
+        sys.stdout.write("".join("\t".join(_tsv_field(decodable(str(v))) for v in line) + "\n" for line in lines))
+    elif format_name == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        if header:
+            writer.writerow(columns)
+        writer.writerows([[decodable(str(v)) for v in row] for row in rows])
+    elif format_name == "paths":
+        where = columns.index(path_column)
+        sys.stdout.write("".join(one_line(str(row[where])) + "\n" for row in rows))
+    else:
+        raise ValueError(f"write_rows does not write {format_name!r}")

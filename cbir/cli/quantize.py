@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import typer
@@ -12,10 +12,10 @@ from ..core.colour import QUANTIZE_SPACES
 from ..core.quantize import DITHERS, over_white, quantize_sweep
 from ..imageio import PALETTE_FORMATS, palette_bit_depth, read_image, write_image, write_palette_image
 from ..viz.sheets import comparison_sheet, palette_swatch
-from .options import JsonOption, SeedOption
+from .options import JsonOption, QuietOption, SeedOption
 from .output import check_writable_image_path, one_line, print_json, reports_errors, stderr, stdout
 
-QuantizeSpaceOption = Annotated[str, typer.Option(
+QuantizeSpaceOption = Annotated[Literal[QUANTIZE_SPACES], typer.Option(
     "--space", help="Colour space of the k-means: rgblab (RGB and CIELAB together: low RGB error and low ΔE), "
                     "lab (lowest ΔE) or rgb (lowest RGB error).")]
 
@@ -34,38 +34,29 @@ def parse_sweep(value):
 
 @reports_errors
 def quantize_command(
-    image: Annotated[Path, typer.Argument(help="Image file to posterize.", show_default=False)],
-    k: Annotated[
-        Optional[list[int]],
-        typer.Option("-k", "--colors", min=1, help="Number of colours; repeat for several (default 8)."),
-    ] = None,
-    sweep: Annotated[
-        Optional[str], typer.Option("--sweep", help="Comma-separated list of k, e.g. 5,8,25,35,45.")
-    ] = None,
-    output: Annotated[
-        Optional[Path],
-        typer.Option("-o", "--output", help="Write the quantized image: .png and .gif as a palette image (indexed, "
-                                            "alpha kept), other formats in true colour; with several k, a "
-                                            "comparison sheet."),
-    ] = None,
-    palette: Annotated[
-        Optional[Path], typer.Option("--palette", help="Write the palette as a swatch, colours sized by share.")
-    ] = None,
+    image: Annotated[Path, typer.Argument(metavar="IMAGE", help="Image file to posterize.", show_default=False)],
+    k: Annotated[Optional[list[int]], typer.Option(
+        "-k", metavar="K", min=1, help="Colours of the palette; repeat for several (default 8).")] = None,
+    sweep: Annotated[Optional[str], typer.Option(
+        "--sweep", metavar="K,K,...", help="Comma-separated list of k, e.g. 5,8,25,35,45.")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "-o", "--output", metavar="FILE", help="Write the quantized image: .png and .gif as a palette image "
+                                               "(indexed, alpha kept), other formats in true colour; with several k, "
+                                               "a comparison sheet.")] = None,
+    palette: Annotated[Optional[Path], typer.Option(
+        "--palette", metavar="FILE", help="Write the palette as a swatch, colours sized by share.")] = None,
     space: QuantizeSpaceOption = "rgblab",
-    dither: Annotated[str, typer.Option(
+    dither: Annotated[Literal[DITHERS], typer.Option(
         "--dither", help="none: every pixel its nearest palette colour; floyd-steinberg: error diffusion with the "
                          "same palette, where the undithered image would show flat bands.")] = "none",
     rgb: Annotated[bool, typer.Option(
         "--rgb", help="Write a .png in true colour (24-bit, or 32 with alpha) instead of as a palette image.")] = False,
     seed: SeedOption = 0,
+    quiet: QuietOption = False,
     json_output: JsonOption = False,
 ):
     """Quantize an image to k colours by k-means colour quantization (at most 256 for a palette image)."""
     ks = list(dict.fromkeys((k or []) + parse_sweep(sweep))) or [8]
-    if space not in QUANTIZE_SPACES:
-        raise typer.BadParameter(f"choose {', '.join(QUANTIZE_SPACES)}", param_hint="--space")
-    if dither not in DITHERS:
-        raise typer.BadParameter(f"choose {' or '.join(DITHERS)}", param_hint="--dither")
     check_writable_image_path(output)
     check_writable_image_path(palette)
     as_palette = output is not None and len(ks) == 1 and output.suffix.lower() in PALETTE_FORMATS
@@ -86,7 +77,7 @@ def quantize_command(
         table.add_row(str(r.k), str(len(r.quantization.shares)), f"{r.rgb_mse:.1f}", f"{r.mean_delta_e:.2f}",
                       f"{r.seconds * 1000:.0f} ms")
     stdout.print(table)
-    for path, kind in written:
+    for path, kind in written if not quiet else ():
         stderr.print(f"wrote {one_line(str(path))} ({os.path.getsize(path) / 1024:.1f} KiB, {kind})", markup=False)
 
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.colour_query import TargetColour, layout_histogram, target_histogram
+from ..core.colour import srgb_to_lab
+from ..core.colour_query import (TargetColour, layout_histogram, missing_shares, near_colours, rank_colour_matches,
+                                 target_histogram)
 from ..core.histogram import histogram, n_blocks, whole_picture_shares
 from ..core.qfd import distance_terms, square_root
 from ..core.quantize import check_image
@@ -20,8 +22,10 @@ from ..store import Store
 from . import search_cache
 from .check import CheckReport, check_database
 from .engine import Engine, load_engine
+from .forget import RemovalReport, prune, remove_paths
 from .run import IndexReport, index_paths
 from .tuning import Tuning
+from .workers import default_workers
 
 Progress = Callable[[int, int], None]
 # An example a search ranks like (or unlike): an image file, an image array, an indexed image's id, a colour query.
@@ -36,9 +40,11 @@ class Result:
     rank : int, 1 for the best
     path : str, the file's path as it opens from the caller's working directory (absolute when the database
         keeps it relative to its own folder)
-    distance : float, the quadratic-form distance (0: the same histogram)
+    distance : float, the quadratic-form distance (0: the same histogram); for a colour query the share missing
     image_id : int, the image's id in the database
     stored_path : str, the path as the database stores it (relative to the database's folder when inside it)
+    found : tuple of float, for a colour query the share of the picture found near each requested colour (then
+        ``distance`` is the share missing); empty otherwise
     """
 
     rank: int
@@ -46,6 +52,17 @@ class Result:
     distance: float
     image_id: int
     stored_path: str
+    found: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class ColourMatch:
+    """A requested colour and the nearest colour of an index's codebook: ``colour`` (a TargetColour), ``nearest``
+    (hex) and ``delta_e`` (CIE76) between them."""
+
+    colour: TargetColour
+    nearest: str
+    delta_e: float
 
 
 @dataclass(frozen=True)
@@ -128,7 +145,7 @@ class Index:
     More like these, not like those: examples ranked together, here two results liked and one disliked, by id
 
     >>> with Index.open(os.path.join(folder, "photos.db")) as index:
-    ...     first = index.search(os.path.join(folder, "0.png"), n=3)
+    ...     first = index.search(os.path.join(folder, "0.png"), n=3, skip_self=False)  # 0.png itself too
     ...     again = index.search([first[0].image_id, first[1].image_id], n=3, negative=[first[2].image_id])
     >>> [r.rank for r in again]
     [1, 2, 3]
@@ -189,8 +206,10 @@ class Index:
 
     # --- adding -----------------------------------------------------------------------------------------------
     def add(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
-            settings: dict[str, Any] | None = None, rebuild: bool = False, progress: Progress | None = None,
-            workers: int = 1, cluster: str | None = None, ship_bytes: bool = False, search_cache: bool = True,
+            settings: dict[str, Any] | None = None, rebuild: bool = False, exclude: Sequence[str] = (),
+            include_hidden: bool = False, progress: Progress | None = None,
+            codebook_progress: Progress | None = None, workers: int | None = None, cluster: str | None = None,
+            ship_bytes: bool = False, search_cache: bool = True,
             cache_progress: Progress | None = None) -> IndexReport:
         """Index the image files under ``paths`` (folders are searched recursively), incrementally: new and changed
         files are read, unchanged ones skipped, files gone from those folders forgotten.
@@ -200,9 +219,15 @@ class Index:
         paths : a folder or file, or a list of them; ``~`` is expanded
         settings : :class:`cbir.Settings` fields to use (a first run) or change (ranking fields any time; histogram
             fields with ``rebuild``)
-        rebuild : learn the codebook again and recompute every histogram
+        rebuild : learn the codebook again, from every indexed image and those under ``paths``, and recompute
+            every histogram, wherever its file is (refused when some indexed files are missing: :meth:`prune`)
+        exclude : glob patterns of file and folder names (or paths relative to a folder given) to leave out
+        include_hidden : also index hidden files and folders (names starting with ".") and system folders such as
+            Synology's ``@eaDir`` thumbnails, skipped by default
         progress : callable(done, total), called as files are processed
-        workers : processes that read and describe files (the result is the same with any number)
+        codebook_progress : callable(done, total), called as the sample the codebook is learned from is read
+        workers : processes that read and describe files (the result is the same with any number); None: one per
+            CPU core, as the command line does
         cluster : read and describe them on a Dask cluster instead: a scheduler's address (``"tcp://host:8786"``)
             or ``"local:N"`` for N worker processes on this machine; the result is the same. Needs
             ``pip install 'cbir[cluster]'`` (docs/scaling.md)
@@ -217,14 +242,42 @@ class Index:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         roots = [os.path.expanduser(os.fspath(p)) for p in paths]
-        report = index_paths(self._store, roots, settings, rebuild=rebuild, progress=progress, workers=workers,
-                             cluster=cluster, ship_bytes=ship_bytes, tuning=self._tuning)
+        report = index_paths(self._store, roots, settings, rebuild=rebuild, progress=progress,
+                             codebook_progress=codebook_progress, workers=workers or default_workers(),
+                             cluster=cluster, ship_bytes=ship_bytes, tuning=self._tuning, exclude=tuple(exclude),
+                             include_hidden=include_hidden)
         self._engine = None
         if search_cache and not report.interrupted:
             try:
                 self.cache_for_search(cache_progress)
             except KeyboardInterrupt:  # the file is renamed into place only when whole: the old one stays
                 report.interrupted = True
+        return report
+
+    def remove(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, dry_run: bool = False
+               ) -> RemovalReport:
+        """Forget indexed files: those named, and every one under the folders named, on disk or not (``~``
+        expanded). ``dry_run``: report what would be forgotten, change nothing.
+
+        Raises
+        ------
+        CbirError
+            a path names nothing the index holds (then nothing is forgotten)
+        """
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        return self._forgot(remove_paths(self._store, [os.path.expanduser(os.fspath(p)) for p in paths], dry_run))
+
+    def prune(self, *, dry_run: bool = False) -> RemovalReport:
+        """Forget every indexed file that is missing on disk (a renamed folder, a deleted photo). ``dry_run``:
+        report what would be forgotten, change nothing. A folder on a drive or share that is not mounted looks
+        missing too: look at a dry run first."""
+        return self._forgot(prune(self._store, dry_run))
+
+    def _forgot(self, report: RemovalReport) -> RemovalReport:
+        if not report.dry_run and (report.images or report.failures):
+            self._engine = None
+            self.cache_for_search()
         return report
 
     def cache_for_search(self, progress: Progress | None = None) -> bool:
@@ -268,16 +321,17 @@ class Index:
         return self.histogram(query)
 
     def colour_vector(self, colours: Sequence[TargetColour]) -> np.ndarray:
-        """Histogram of a colour query (from :func:`cbir.parse_target`) with this index's codebook:
-        ``(B*K,) float32``. The rest of the shares ("any colour") follows the collection's codebook shares; see
-        :mod:`cbir.core.colour_query`."""
+        """Histogram of a colour target (from :func:`cbir.parse_target`) with this index's codebook, ``(B*K,)
+        float32``: each colour's share on the codebook colour its pixels are counted as, the rest spread over the
+        collection's codebook shares, the same in every block. For drawing a colour query's make-up and explaining
+        results against it by the quadratic form; colour queries are ranked by :meth:`search_colours`."""
         engine = self._loaded()
         background = np.array([row["share"] for row in self._store.codebook_rows()], np.float64)
         return target_histogram(np.array([c.rgb for c in colours], np.uint8), [c.share for c in colours],
                                 engine.lut, background, n_blocks(engine.settings.layout))
 
-    def search(self, query: Example | Sequence[Example], n: int = 10, *, negative: Sequence[Example] = ()
-               ) -> list[Result]:
+    def search(self, query: Example | Sequence[Example], n: int = 10, *, negative: Sequence[Example] = (),
+               skip_self: bool = True) -> list[Result]:
         """Rank the indexed images for a query; ``n=0``: all.
 
         An example is an image file (a path), an image (an ``(H, W, 3) uint8`` array), an indexed image (its id, an
@@ -285,11 +339,13 @@ class Index:
         :func:`cbir.parse_target`). ``query`` is one example, or a list of examples ranked together: one ranking
         for the set. ``negative`` lists examples the ranking should be unlike.
 
-        One example without negatives ranks by the distance to it. Otherwise the examples make one new query point
-        (:mod:`cbir.core.feedback`): the ranking is by the exact quadratic-form distance to that point (the
-        distances are to the point, not to any one example), and it costs what a one-example query costs. This is
-        also relevance feedback: after a search for ``q``, ``index.search([q, *liked_ids], negative=disliked_ids)``
-        ranks again with the results the user marked, by their ``image_id``.
+        One example without negatives ranks by the distance to it (a colour query as :meth:`search_colours` does;
+        ``skip_self``: a query file that this index holds is left out of its own results, where it would come first
+        at distance 0). Otherwise the examples make one new query point (:mod:`cbir.core.feedback`): the ranking is
+        by the exact quadratic-form distance to that point (the distances are to the point, not to any one
+        example), and it costs what a one-example query costs. This is also relevance feedback: after a search for
+        ``q``, ``index.search([q, *liked_ids], negative=disliked_ids)`` ranks again with the results the user
+        marked, by their ``image_id``.
 
         Raises
         ------
@@ -304,7 +360,11 @@ class Index:
         if not positives:
             raise ValueError("give at least one example to rank like (negative examples alone rank nothing)")
         if len(positives) == 1 and not negatives and not isinstance(positives[0], int):
-            return self.search_vectors([self._example_vector(positives[0])], n)[0]
+            example = positives[0]
+            if not isinstance(example, (str, os.PathLike, np.ndarray)):
+                return self.search_colours(example, n)
+            own = self.image_id(example) if skip_self and isinstance(example, (str, os.PathLike)) else None
+            return self.search_vectors([self.query_vector(example)], n, exclude=[() if own is None else (own,)])[0]
         examples = positives + negatives
         own = iter([self._example_vector(e) for e in examples if not isinstance(e, int)])
         with self._store.snapshot():
@@ -328,23 +388,68 @@ class Index:
             return self.query_vector(example)
         return self.colour_vector(example)
 
+    def image_id(self, path: str | os.PathLike[str]) -> int | None:
+        """The id of an indexed file given by its path (from the caller's working directory, ``~`` expanded), or
+        None when the index does not hold it."""
+        return self._store.image_id(self._store.stored_path(os.path.expanduser(os.fspath(path))))
+
     def search_colours(self, colours: Sequence[TargetColour], n: int = 10) -> list[Result]:
         """Rank the indexed images for a colour query (QBIC's colour-percentage query), e.g.
-        ``index.search_colours(parse_target(["#1e90ff:40", "white:20"]))``."""
-        return self.search_vectors([self.colour_vector(colours)], n)[0]
+        ``index.search_colours(parse_target(["#1e90ff:40", "white:20"]))``: the pictures that lack least of the
+        requested colours first (see :mod:`cbir.core.colour_query`). ``Result.distance`` is the share missing (0:
+        every colour is there in at least its share) and ``Result.found`` each colour's share found."""
+        wanted = np.array([c.share for c in colours], np.float64)
+        with self._store.snapshot():
+            engine = self._current()
+            near = near_colours(self._codebook_lab(engine), np.array([c.lab for c in colours]))
+            missing, found = missing_shares(engine.picture_shares, near, wanted)
+            rows = rank_colour_matches(missing, found, n)
+            stored = engine.paths(rows)
+        return [Result(rank, self._store.disk_path(path), float(missing[row]), int(engine.ids[row]), path,
+                       tuple(float(f) for f in found[row]))
+                for rank, (row, path) in enumerate(zip(rows, stored), 1)]
 
-    def search_vectors(self, vectors: Sequence[np.ndarray] | np.ndarray, n: int = 10) -> list[list[Result]]:
+    def colour_matches(self, colours: Sequence[TargetColour]) -> list[ColourMatch]:
+        """For each requested colour, the nearest colour of this index's codebook and how far it is: a colour far
+        from every codebook colour (``delta_e`` over :data:`cbir.core.colour_query.SIMILAR`) cannot be told apart
+        from that nearest one, since histograms only count codebook colours."""
+        lab = self._codebook_lab(self._loaded())
+        rgb, _ = self.codebook_colours()
+        matches = []
+        for colour in colours:
+            distances = np.sqrt(((lab - colour.lab) ** 2).sum(1))
+            nearest = int(distances.argmin())
+            matches.append(ColourMatch(colour, "#%02x%02x%02x" % tuple(int(v) for v in rgb[nearest]),
+                                       float(distances[nearest])))
+        return matches
+
+    @staticmethod
+    def _codebook_lab(engine: Engine) -> np.ndarray:
+        codebook = engine.codebook if engine.settings.space == "lab" else srgb_to_lab(engine.codebook)
+        return np.asarray(codebook, np.float64)
+
+    def search_vectors(self, vectors: Sequence[np.ndarray] | np.ndarray, n: int = 10, *,
+                       exclude: Sequence[Sequence[int]] | None = None) -> list[list[Result]]:
         """Rank the indexed images for each of several histograms: a list of rankings, one per histogram.
+        ``exclude``: for each histogram, image ids to leave out of its ranking (e.g. the query's own file).
 
         Scores, re-scoring and paths are read in one snapshot of the database, the index loaded again first if
         another connection committed since it was loaded (an index run adding photos meanwhile).
         """
+        exclude = [frozenset(ids) for ids in exclude] if exclude is not None else [frozenset()] * len(vectors)
+        if len(exclude) != len(vectors):
+            raise ValueError(f"exclude must hold one list of ids per vector: {len(exclude)} for {len(vectors)}")
         with self._store.snapshot():
             engine = self._current()
-            rows, distances = engine.backend.search(np.asarray(vectors, np.float32), n)
-            stored = iter(engine.paths(np.concatenate(rows)) if rows else [])
+            # Enough more results that n remain once the excluded ones are dropped.
+            more = max(map(len, exclude), default=0)
+            rows, distances = engine.backend.search(np.asarray(vectors, np.float32), n and n + more)
+            kept = [[(row, d) for row, d in zip(r, dist) if int(engine.ids[row]) not in skip][: n or None]
+                    for r, dist, skip in zip(rows, distances, exclude)]
+            flat = [row for ranking in kept for row, _ in ranking]
+            stored = iter(engine.paths(np.array(flat, np.int64)) if flat else [])
         return [[self._result(rank, next(stored), float(d), int(engine.ids[row]))
-                 for rank, (row, d) in enumerate(zip(r, dist), 1)] for r, dist in zip(rows, distances)]
+                 for rank, (row, d) in enumerate(ranking, 1)] for ranking in kept]
 
     def _current(self) -> Engine:
         """The engine, inside a snapshot of the database: loaded again first if another connection committed since
@@ -373,6 +478,11 @@ class Index:
             **store.counts(),
             "settings": meta.get("settings"),
             "codebook": [{"hex": r["hex"], "share": r["share"]} for r in store.codebook_rows()],
+            # how many images the codebook was learned from, and when (None: made by an older cbir)
+            "codebook_images": meta.get("codebook_images"),
+            "codebook_learned_at": meta.get("codebook_created"),
+            # indexed images awaiting a histogram under the current codebook (an interrupted rebuild)
+            "pending": len(store.pending_images()),
             # rows of the search's transformed matrix kept for opening fast (large indexes only), or None
             "search_cache_rows": (search_cache.header(store) or {}).get("rows"),
             "bytes": size,

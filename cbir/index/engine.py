@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core.backends import COMPARISONS, DISTANCES, QuadraticFormSearch, row_chunks
 from ..core.feedback import FeedbackModel
-from ..core.histogram import block_weights, lookup_table, n_blocks
+from ..core.histogram import block_weights, lookup_table, n_blocks, whole_picture_shares
 from ..errors import DatabaseError, Remedy
 from ..settings import Settings
 from ..store import Store
@@ -53,6 +53,25 @@ class Engine:
             raise ValueError(f"no indexed image has id {int(image_ids[missing][0])} (ids come from Result.image_id "
                              "or Index.image_paths)")
         return rows
+
+    @functools.cached_property
+    def picture_shares(self) -> np.ndarray:
+        """Whole-picture codebook shares of every row: ``(N, K) float32``, what colour queries score. Made on first
+        use, from the raw histograms in memory or, for a large index, read from the database chunk by chunk (call
+        it inside the snapshot the engine was loaded in)."""
+        k, layout = len(self.codebook), self.settings.layout
+        if isinstance(self.backend.vectors, np.ndarray):
+            return whole_picture_shares(self.backend.vectors, k, layout).astype(np.float32)
+        shares = np.empty((len(self.ids), k), np.float32)
+        filled = 0
+        for ids, chunk in self.store.histogram_chunks(self.backend.vectors.dimension):
+            if not np.array_equal(ids, self.ids[filled : filled + len(ids)]):
+                raise DatabaseError(f"{self.store.path} changed while it was read; run the query again")
+            shares[filled : filled + len(ids)] = whole_picture_shares(chunk, k, layout)
+            filled += len(ids)
+        if filled != len(self.ids):
+            raise DatabaseError(f"{self.store.path} changed while it was read; run the query again")
+        return shares
 
     def comparison(self, distance: str):
         """The back-end ranking this engine's histograms by ``distance`` (one of ``DISTANCES``); every one but the

@@ -15,7 +15,9 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import errno
+import fnmatch
 import hashlib
 import os
 import signal
@@ -45,15 +47,29 @@ CODEBOOK_MIN_SIDE = 64  # colour statistics for the codebook need few pixels: de
 
 @dataclass
 class IndexReport:
-    """What an index run did. ``failures`` lists (path, reason) of every file that could not be indexed."""
+    """What an index run did.
+
+    added, updated, unchanged, removed : int, images (``updated`` includes every image a rebuild recomputed)
+    failures : list of (path, reason), files that could not be indexed
+    skipped : list of (path, reason), files with an image extension cbir cannot read (HEIC, RAW...), not indexed
+    interrupted : bool, Ctrl-C: finished batches are kept and the next run completes the rest
+    codebook_learned : bool; codebook_images : int or None, how many images it was learned from
+    codebook_outgrown : (learned from, images indexed now) when the collection has grown to at least twice the
+        images the codebook was learned from while it could have used more (``Settings.sample``): a rebuild
+        would learn it from the whole collection; else None
+    seconds : float
+    """
 
     added: int = 0
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
     codebook_learned: bool = False
+    codebook_images: int | None = None
+    codebook_outgrown: tuple[int, int] | None = None
     old_index_kept: bool = False  # a rebuild stopped before its end: the index is as it was before it
     seconds: float = 0.0
 
@@ -62,22 +78,62 @@ class IndexReport:
         return len(self.failures)
 
     def summary(self) -> str:
+        skipped = f", skipped {len(self.skipped)}" if self.skipped else ""
         return (f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, removed {self.removed}, "
-                f"failed {self.failed}")
+                f"failed {self.failed}{skipped}")
 
 
-def find_images(roots):
-    """Image files under ``roots`` (folders walked recursively, symlinked folders not followed; files named
-    directly are taken whatever their extension).
+# Folders that file servers, operating systems and photo tools fill with their own copies or metadata: Synology
+# thumbnails (@eaDir) come back as near-copies of every photo, and macOS AppleDouble files (._*, hidden) can never be
+# read. Names starting with "." (hidden files and folders: .git, ._IMG_1.jpg, .thumbnails) are skipped as well.
+SYSTEM_FOLDERS = frozenset({"@eaDir", "@Recycle", "#recycle", "#snapshot", "$RECYCLE.BIN", "System Volume Information"})
+# Image formats cbir cannot decode: counted and named as skipped instead of passed over in silence.
+UNSUPPORTED_EXTENSIONS = {
+    ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".jxl": "JPEG XL", ".cr2": "RAW", ".cr3": "RAW",
+    ".nef": "RAW", ".nrw": "RAW", ".arw": "RAW", ".dng": "RAW", ".orf": "RAW", ".rw2": "RAW", ".raf": "RAW",
+    ".srw": "RAW", ".pef": "RAW", ".raw": "RAW",
+}
+
+
+@dataclass(frozen=True)
+class Found:
+    """What :func:`find_images` found: ``files`` (sorted absolute paths), ``problems`` (path, reason) of entries
+    that look like images but cannot be read as files (and of folders that cannot be listed), ``skipped`` (path,
+    reason) of images in formats cbir cannot read, ``unlisted`` the folders that could not be listed."""
+
+    files: list[str]
+    problems: list[tuple[str, str]]
+    skipped: list[tuple[str, str]]
+    unlisted: list[str] = field(default_factory=list)
+
+
+def _excluded(name: str, relative: str, exclude: tuple[str, ...], include_hidden: bool) -> bool:
+    """Whether a file or folder found by walking is left out: hidden, a system folder, or matching an exclude
+    pattern by its name or by its path relative to the folder walked."""
+    if not include_hidden and (name.startswith(".") or name in SYSTEM_FOLDERS):
+        return True
+    return any(fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(relative, pattern) for pattern in exclude)
+
+
+def find_images(roots, exclude=(), include_hidden=False):
+    """Image files under ``roots``: folders walked recursively (symbolic links to folders not followed; hidden and
+    system files and folders, and those matching ``exclude``, left out unless named directly); files named
+    directly are taken whatever their extension.
+
+    Parameters
+    ----------
+    roots : list of folders or files
+    exclude : glob patterns (``fnmatch``, case-sensitive) matched against each name and each path relative to the
+        root walked, e.g. ``"Screenshots"``, ``"*.tmp.jpg"``, ``"2019/raw/*"``; a folder that matches is skipped
+        whole
+    include_hidden : also walk names starting with "." and system folders (``SYSTEM_FOLDERS``)
 
     Returns
     -------
-    files : sorted list of absolute paths
-    problems : list of (path, reason) for what looks like an image but cannot be read as a file (a broken link, a
-        FIFO or a device named like an image, a path too long), and for folders that cannot be listed
-    unlisted : folders that could not be listed: what the index holds under them is kept as it is
+    Found (its ``unlisted``: folders that could not be listed; what the index holds under them is kept as it is)
     """
-    files, problems, unlisted = set(), [], []
+    exclude = tuple(exclude)
+    files, problems, skipped, unlisted = set(), [], [], []
 
     def cannot_list(error):
         folder = os.path.abspath(error.filename)
@@ -92,16 +148,27 @@ def find_images(roots):
         if not os.path.isdir(root):
             reason = "broken symbolic link" if os.path.islink(root) else "no such file or directory"
             raise CbirError(f"{root}: {reason}")
-        for folder, _, names in os.walk(root, onerror=cannot_list):
+        for folder, folders, names in os.walk(root, onerror=cannot_list):
+            here = os.path.relpath(folder, root)
+            relative = (lambda name: name) if here == os.curdir else (lambda name: os.path.join(here, name))
+            folders[:] = [f for f in folders if not _excluded(f, relative(f), exclude, include_hidden)]
             for name in names:  # os.walk lists everything but folders here: files, links, FIFOs, devices
-                if name.lower().endswith(IMAGE_EXTENSIONS):
-                    path = os.path.abspath(os.path.join(folder, name))
-                    problem = _not_a_file(path)
-                    if problem:
-                        problems.append((path, problem))
-                    else:
-                        files.add(path)
-    return sorted(files), problems, unlisted
+                if _excluded(name, relative(name), exclude, include_hidden):
+                    continue
+                extension = os.path.splitext(name)[1].lower()
+                path = os.path.abspath(os.path.join(folder, name))
+                if extension in UNSUPPORTED_EXTENSIONS:
+                    skipped.append((_escaped_name(path) if not _utf8_name(path) else path,
+                                    f"{UNSUPPORTED_EXTENSIONS[extension]} images cannot be read by cbir"))
+                    continue
+                if extension not in IMAGE_EXTENSIONS:
+                    continue
+                problem = _not_a_file(path)  # UTF-8 is checked on the path as stored (_plan)
+                if problem:
+                    problems.append((path, problem))
+                else:
+                    files.add(path)
+    return Found(sorted(files), problems, sorted(skipped), unlisted)
 
 
 def _not_a_file(path):
@@ -167,7 +234,7 @@ def resolve_settings(stored, overrides, rebuild):
     return wanted
 
 
-def learn_collection_codebook(files, settings, workers=1, tuning=Tuning(), describer=None):
+def learn_collection_codebook(files, settings, progress=None, describer=None, workers=1, tuning=Tuning()):
     """Codebook of a collection from the first ``settings.sample`` readable files of an evenly spread order of its
     files, read in worker processes when there are many, or by ``describer`` (a
     :class:`cbir.index.cluster.DaskDescriber`).
@@ -175,14 +242,18 @@ def learn_collection_codebook(files, settings, workers=1, tuning=Tuning(), descr
     Files that cannot be read are passed over and more are read in their place, until the sample is full or every
     file was tried: 100,000 empty placeholders beside nine photos still give a codebook of the nine.
 
+    ``progress(done, total)`` is called as sampled files are read.
+
     Returns
     -------
-    (colours, rgb, shares) from :func:`cbir.core.codebook.learn_codebook`, and ``{path: reason}`` of the files whose
-    worker died on them (a crash, the time limit), so the run does not read them a second time
+    (colours, rgb, shares) from :func:`cbir.core.codebook.learn_codebook`, how many images it was learned from, and
+    ``{path: reason}`` of the files whose worker died on them (a crash, the time limit), so the run does not read
+    them a second time
     """
     order = _spread_order(len(files), settings.sample)
     pool = empty_pool()
     readable, tried, lost = 0, 0, {}
+    total = min(settings.sample, len(files))
     while readable < settings.sample and tried < len(order):
         # As many files as the sample still lacks; more each round when many fail (few rounds of worker start-up).
         # A cluster gives one pool per round, not one per file: its rounds take just what is lacking.
@@ -193,6 +264,8 @@ def learn_collection_codebook(files, settings, workers=1, tuning=Tuning(), descr
             found, count = describer.pool(paths, CODEBOOK_MIN_SIDE)
             pool += found
             readable += count
+            if progress:
+                progress(min(readable, total), total)
             continue
         results = _in_workers("sample", [(p,) for p in paths], settings, None, 0, workers, tuning) \
             if _parallel(workers, len(paths), tuning) else (_sample_job((p,)) for p in paths)
@@ -203,9 +276,11 @@ def learn_collection_codebook(files, settings, workers=1, tuning=Tuning(), descr
             elif readable < settings.sample:
                 pool_counts(pool, bins, counts)
                 readable += 1
+                if progress:
+                    progress(readable, total)
     if not readable:
         raise CbirError(f"none of the {len(files)} image files could be read as an image; nothing to index")
-    return (*learn_codebook(pool, settings.colors, space=settings.space, seed=settings.seed), lost)
+    return learn_codebook(pool, settings.colors, space=settings.space, seed=settings.seed), readable, lost
 
 
 def _spread_order(n, first):
@@ -217,18 +292,21 @@ def _spread_order(n, first):
     return head + sorted((i for i in range(n) if i not in taken), key=lambda i: (i * golden) % 1.0)
 
 
-def pool_sample(items, min_side):
+def pool_sample(items, min_side, progress=None):
     """Colour pool (:func:`cbir.core.codebook.pool_colours`) of the readable files among ``(path, bytes or None)``
-    items (None: read the file), decoded small, and how many were readable."""
+    items (None: read the file), decoded small, and how many were readable; ``progress(done, total)`` after each
+    (a cluster worker's part of the codebook sample)."""
     pool = empty_pool()
     readable = 0
-    for path, data in items:
+    for done, (path, data) in enumerate(items, 1):
         try:
-            pool_colours(pool, read_image(path, min_side=min_side) if data is None else
-                         decode_image(data, min_side=min_side, name=path))
+            pool_counts(pool, *colour_counts(read_image(path, min_side=min_side) if data is None else
+                                             decode_image(data, min_side=min_side, name=path)))
             readable += 1
         except CbirError:
-            continue
+            pass
+        if progress:
+            progress(done, len(items))
     return pool, readable
 
 
@@ -250,8 +328,10 @@ def describe(path, settings, lut, n_colors, known_sha256=None, data=None):
 
 
 def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None, *, rebuild: bool = False,
-                progress: Callable[[int, int], None] | None = None, workers: int = 1,
-                cluster: str | None = None, ship_bytes: bool = False, tuning: Tuning = Tuning()) -> IndexReport:
+                progress: Callable[[int, int], None] | None = None,
+                codebook_progress: Callable[[int, int], None] | None = None, workers: int = 1,
+                cluster: str | None = None, ship_bytes: bool = False, tuning: Tuning = Tuning(),
+                exclude: tuple[str, ...] = (), include_hidden: bool = False) -> IndexReport:
     """Bring the index in ``store`` in step with the image files under ``roots``.
 
     Parameters
@@ -259,14 +339,19 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
     store : cbir.store.Store
     roots : list of folders or files
     overrides : dict of Settings fields to change (None values are ignored)
-    rebuild : relearn the codebook and recompute every histogram
+    rebuild : relearn the codebook and recompute every histogram: of the files under ``roots`` and of every other
+        indexed file, wherever it is (refused, changing nothing, when some of those are missing on disk)
     progress : callable(done, total) or None, called as files are processed
+    codebook_progress : callable(done, total) or None, called as the codebook's sample is read
     workers : processes that read and describe files (1: all in this process); the result is the same
     cluster : read and describe the files on this Dask cluster instead of ``workers``: a scheduler's address
         (``tcp://host:8786``) or ``local:N`` (N worker processes here); the result is the same. Needs Dask
         (``pip install 'cbir[cluster]'``), imported only then
     ship_bytes : with ``cluster``, read the files here and send their bytes (the workers need not see them)
     tuning : batch size, worker chunks, and the fewest files worth starting workers for
+    exclude, include_hidden : what :func:`find_images` leaves out
+
+    Images left without a histogram by an interrupted rebuild are recomputed by the next run, wherever they are.
 
     Returns
     -------
@@ -274,6 +359,8 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
     """
     started = time.perf_counter()
     report = IndexReport()
+    found = find_images(roots, exclude, include_hidden)  # before the database is touched: a bad path changes nothing
+    report.skipped = found.skipped
     describer = None
     if cluster is not None:
         from .cluster import DaskDescriber  # Dask is imported for a cluster run only
@@ -284,29 +371,33 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
         meta = store.meta()
         has_codebook = store.codebook() is not None
         settings = resolve_settings(meta.get("settings") if has_codebook else None, overrides or {}, rebuild)
-        files, problems, unlisted = find_images(roots)
+        elsewhere = _elsewhere(store, roots, found.files) if has_codebook and rebuild else []
+        files = sorted(found.files + elsewhere)
         if workers > 1 and _parallel(workers, _fewest_new(store, files, fresh=rebuild or not has_codebook), tuning):
             _start_server()  # it boots on another core while this one learns the codebook or lists the work
-        target, rebuilding, finished = store, rebuild and has_codebook, False
+        target, rebuilding, finished, recomputed = store, rebuild and has_codebook, False, frozenset()
         try:
             if not has_codebook or rebuild:
                 if not files:
                     raise CbirError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under "
                                     f"{', '.join(map(str, roots))}")
-                colours, rgb, shares, lost = learn_collection_codebook(files, settings, workers, tuning, describer)
+                (colours, rgb, shares), learned_from, lost = learn_collection_codebook(
+                    files, settings, codebook_progress, describer, workers, tuning)
                 hexes = ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in rgb]
-                learned = {"settings": settings.to_dict(), "lut_bits": LUT_BITS}
+                learned = {"settings": settings.to_dict(), "lut_bits": LUT_BITS, "codebook_images": learned_from}
                 if rebuilding:  # written beside the index, which stays as it is until the rebuild is whole
+                    recomputed = frozenset(stored for stored, _, _ in store.image_files())
+                    report.removed = _gone(store, roots, files)
                     target = store.begin_rebuild(colours, hexes, shares, learned)
                 else:
                     store.replace_codebook(colours, hexes, shares, learned)
-                report.codebook_learned = True
+                report.codebook_learned, report.codebook_images = True, learned_from
             else:
                 lost = {}
                 if settings.to_dict() != meta.get("settings"):  # ranking settings changed: no new histograms needed
                     store.set_meta({"settings": settings.to_dict()})
-            _update(target, roots, (files, problems, unlisted), lost, settings, target.codebook(), report, progress,
-                    workers, tuning, describer)
+            _update(target, roots, dataclasses.replace(found, files=files), lost, settings, target.codebook(), report,
+                    progress, workers, tuning, describer, recomputed)
             if rebuilding and not report.interrupted:
                 store.finish_rebuild()
                 finished = True
@@ -316,6 +407,7 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
             if rebuilding and not finished:  # stopped: Ctrl-C, an error, a full disk, a lost cluster
                 store.discard_rebuild()
                 report.old_index_kept = True
+        report.codebook_outgrown = _outgrown(store, settings)
     finally:
         store.unlock()
         if describer is not None:
@@ -333,14 +425,51 @@ def _stopped(store, rebuilding, error):
     return DatabaseError(f"{error.problem}; {kept}", remedy=error.remedy)
 
 
-def _update(store, roots, found, lost, settings, codebook, report, progress, workers, tuning, describer=None):
-    todo, new_paths = _plan(store, roots, found, lost, report)
+def _elsewhere(store, roots, files):
+    """The indexed files outside ``roots`` (a rebuild recomputes them too), or CbirError naming those missing on
+    disk: a rebuild cannot recompute them and would lose them."""
+    abs_roots = [os.path.abspath(r) for r in roots]
+    listed = set(files)
+    outside = [store.disk_path(p) for p, _, _ in store.image_files()  # text paths only: see _gone
+               if not _under(os.path.abspath(store.disk_path(p)), abs_roots)]
+    outside = [os.path.abspath(p) for p in outside if os.path.abspath(p) not in listed]
+    missing = [p for p in outside if not os.path.isfile(p)]
+    if missing:
+        raise CbirError(f"{len(missing)} indexed files outside {', '.join(roots)} are missing on disk (first: "
+                        f"{missing[0]}); a rebuild cannot recompute them", remedy=Remedy.PRUNE)
+    return outside
+
+
+def _outgrown(store, settings):
+    """``(learned from, images now)`` when the index holds at least twice the images its codebook was learned
+    from, and a rebuild would learn it from more (``settings.sample`` allows it); else None."""
+    learned = store.meta().get("codebook_images")
+    images = store.counts(["images"])["images"]
+    if isinstance(learned, int) and learned < settings.sample and images >= 2 * learned:
+        return learned, images
+    return None
+
+
+def _gone(store, roots, files):
+    """How many indexed images under ``roots`` a rebuild will not find again (gone from disk)."""
+    abs_roots = [os.path.abspath(r) for r in roots]
+    listed = {store.stored_path(f) for f in files}
+    return sum(1 for p, _, _ in store.image_files()  # text paths only: a rebuild mends a damaged row
+               if p not in listed and _under(os.path.abspath(store.disk_path(p)), abs_roots))
+
+
+def _update(store, roots, found, lost, settings, codebook, report, progress, workers, tuning, describer=None,
+            recomputed=frozenset()):
+    """Describe what :func:`_plan` finds to do and write it in batches; ``recomputed``: stored paths a rebuild
+    makes again (counted as updated)."""
+    todo, new_paths, pending = _plan(store, roots, found, lost, report)
     if not todo:
         return
     parallel = _parallel(workers, len(todo), tuning)
     if parallel:
         _start_server()  # if not started yet: it boots on another core while this one builds the lookup table
-    jobs = [(path, entry[3] if entry else None) for path, _, _, entry in todo]
+    # A pending image (no histogram under this codebook) is recomputed even when its content is unchanged.
+    jobs = [(path, entry[3] if entry and stored not in pending else None) for path, stored, _, entry in todo]
     if describer is not None:
         results = describer.describe(jobs, settings, codebook)
     elif parallel:
@@ -348,7 +477,7 @@ def _update(store, roots, found, lost, settings, codebook, report, progress, wor
                               workers, tuning)
     else:
         results = _describe_here(jobs, settings, lookup_table(codebook, settings.space), len(codebook))
-    batches = _Batches(store, report, tuning.batch_size, new_paths)
+    batches = _Batches(store, report, tuning.batch_size, new_paths, recomputed)
     try:
         for done, (item, result) in enumerate(zip(todo, results), 1):
             batches.add(item, result)
@@ -370,29 +499,38 @@ def _plan(store, roots, found, lost, report):
     """Compare the files found (``find_images``) with the index: forget what is gone from the indexed folders
     (never what is under a folder that could not be listed), record the files that cannot even be read (and those
     ``lost``: a worker died on them while the codebook was learned), count the unchanged ones. Returns the files to
-    read, as ``(path, stored path, stat, known row or None)``, and the stored paths that have no row yet."""
-    files, problems, unlisted = found
+    read, as ``(path, stored path, stat, known row or None)`` (with every pending image: indexed, but without a
+    histogram under this codebook, wherever it is), the stored paths that have no row yet, and the pending stored
+    paths."""
     known = store.known_images()
     known_failures = store.known_failures()
+    pending = store.pending_images()
     abs_roots = [os.path.abspath(r) for r in roots]
-    problems = list(problems)
-    stored_paths = []
-    for path in files:
+    problems = list(found.problems)
+    files, stored_paths = [], []
+    for path in found.files:
         stored = store.stored_path(path)
         if _utf8_name(stored):
-            stored_paths.append((path, stored))
+            files.append(path)
+            stored_paths.append(stored)
         else:  # undecodable bytes: SQLite text and JSON cannot hold the path as the database would keep it
             problems.append((_escaped_name(path), _NOT_UTF8))
-    seen = {stored for _, stored in stored_paths} | {store.stored_path(p) for p, _ in problems}
+    listed = set(stored_paths)
+    for stored in sorted(pending - listed):
+        path = os.path.abspath(store.disk_path(stored))
+        if not _under(path, abs_roots) and os.path.isfile(path):  # under the roots and not found: removed below
+            files.append(path)
+            stored_paths.append(stored)
+    seen = set(stored_paths) | {store.stored_path(p) for p, _ in problems}
     removed = [p for p in list(known) + list(known_failures)
                if p not in seen and _under(os.path.abspath(store.disk_path(p)), abs_roots)
-               and not _under(os.path.abspath(store.disk_path(p)), unlisted)]
-    report.removed = sum(p in known for p in removed)
+               and not _under(os.path.abspath(store.disk_path(p)), found.unlisted)]
+    report.removed += sum(p in known for p in removed)
 
     failures = [(store.stored_path(p), reason, None, None) for p, reason in problems]
     report.failures += problems
     todo = []
-    for path, stored in stored_paths:
+    for path, stored in zip(files, stored_paths):
         try:
             stat = os.stat(path)
         except OSError as error:
@@ -404,21 +542,22 @@ def _plan(store, roots, found, lost, report):
             report.failures.append((path, lost[path]))
             continue
         entry = known.get(stored)
-        if entry and entry[1] == stat.st_size and entry[2] == stat.st_mtime_ns:
+        if entry and stored not in pending and entry[1] == stat.st_size and entry[2] == stat.st_mtime_ns:
             report.unchanged += 1
         else:
             todo.append((path, stored, stat, entry))
     store.write_batch(failures=failures, removed=removed)
     new_paths = {stored for _, stored, _, entry in todo if entry is None and stored not in known_failures}
-    return todo, new_paths
+    return todo, new_paths, pending
 
 
 class _Batches:
     """The results of described files, counted in the report and written ``batch_size`` at a time, one
     transaction each (so an interrupted run keeps every finished batch)."""
 
-    def __init__(self, store, report, batch_size, new_paths):
+    def __init__(self, store, report, batch_size, new_paths, recomputed=frozenset()):
         self.store, self.report, self.batch_size, self.new_paths = store, report, batch_size, new_paths
+        self.recomputed = recomputed  # stored paths a rebuild makes again: updated, not added
         self.records, self.failures, self.touched = [], [], []
 
     def add(self, item, result):
@@ -434,7 +573,7 @@ class _Batches:
             self.report.unchanged += 1
         else:
             self.records.append((stored, stat.st_size, stat.st_mtime_ns, sha256, *described))
-            if entry:
+            if entry or stored in self.recomputed:
                 self.report.updated += 1
             else:
                 self.report.added += 1
@@ -642,20 +781,3 @@ def _portable(results):
     processes much faster than arrays)."""
     return [(sha256, described and (*described[:2], np.asarray(described[2], "<f4").tobytes()), error)
             for sha256, described, error in results]
-
-
-def pool_sample(items, min_side):
-    """Colour pool (:func:`cbir.core.codebook.pool_colours`) of the readable files among ``(path, bytes or None)``
-    items (None: read the file), decoded small, and how many were readable (a cluster worker's part of the
-    codebook sample)."""
-    pool = empty_pool()
-    readable = 0
-    for path, data in items:
-        try:
-            image = read_image(path, min_side=min_side) if data is None else decode_image(data, min_side=min_side,
-                                                                                           name=path)
-        except CbirError:
-            continue
-        pool_counts(pool, *colour_counts(image))
-        readable += 1
-    return pool, readable

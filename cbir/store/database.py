@@ -153,6 +153,7 @@ class Store:
         self._writable = writable
         self._read_only = False  # opened read-only for good (Store.open(read_only=True))
         self._tables = tables or _MAIN  # names fixed in this module (the rebuild's are beside), never input
+        self.created = False  # made by this open: not kept if closed with nothing stored in it
 
     # --- opening -------------------------------------------------------------------------------------------
     @classmethod
@@ -186,6 +187,7 @@ class Store:
                                     f"{', '.join(map(str, READABLE_VERSIONS))}", remedy=Remedy.REBUILD)
         else:
             store._create()
+            store.created = True
         return store
 
     @_sqlite_errors
@@ -209,8 +211,22 @@ class Store:
                                       pk="path", if_not_exists=True)
 
     def close(self) -> None:
+        """Close the database. One this open created is removed again when nothing was ever stored in it (a first
+        index run that failed, say): a failed command leaves no file behind."""
         self.unlock()
+        empty = self.created and not self._holds_anything()
         self.db.close()
+        if empty:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path + suffix)
+
+    def _holds_anything(self) -> bool:
+        try:
+            return any(self.db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
+                       for table in ("codebook", "images", "failures"))  # fixed names, never input
+        except sqlite3.Error:
+            return True  # when in doubt, keep the file
 
     def __enter__(self) -> Store:
         return self
@@ -408,6 +424,28 @@ class Store:
                                     "database is damaged", remedy=Remedy.REBUILD)
             known[path] = (image_id, size, mtime_ns, sha256) if fresh else (image_id, None, None, None)
         return known
+
+    @_sqlite_errors
+    def pending_images(self) -> set[str]:
+        """Stored paths of the indexed images that have no histogram of the current codebook (an older cbir's
+        interrupted rebuild left them without one; a writer that bypassed the lock left one of another codebook):
+        the next index run computes them."""
+        t = self._tables
+        current = "AND codebook = ?" if self._has_generations() else ""
+        parameters = [self._generation_written()] if self._has_generations() else []
+        return {r[0] for r in self.db.execute(f"SELECT path FROM {t['images']} WHERE id NOT IN "
+                                              f"(SELECT image_id FROM {t['histograms']} WHERE 1 {current})",
+                                              parameters)}
+
+    @_sqlite_errors
+    def image_id(self, stored: str) -> int | None:
+        """The id of the image stored under ``stored``, or None when it is not indexed."""
+        try:
+            stored.encode("utf-8")
+        except UnicodeEncodeError:  # a name that is not UTF-8 is never stored as such (see cbir.index.run)
+            return None
+        row = self.db.execute("SELECT id FROM images WHERE path = ?", [stored]).fetchone()
+        return None if row is None else row[0]
 
     @_sqlite_errors
     def known_failures(self) -> dict[str, dict[str, Any]]:

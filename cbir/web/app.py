@@ -103,7 +103,9 @@ class Pages:
             layout = index.settings.layout
             query = read_query(params, index, region_count(layout), self.uploads) if upload is None else upload
             exclude = set(query.like) | set(query.unlike)  # the marked photos are not shown again
-            if query.examples is None:
+            if query.colours is not None:  # ranked as cbir query --color ranks: by the share of the colours missing
+                results = index.search_colours(query.colours, n)
+            elif query.examples is None:
                 results = index.search_vectors([query.vector], n + len(exclude))[0]
             else:  # several examples, or some unlike: relevance feedback ranks them together
                 results = index.search(query.examples, n + len(exclude), negative=query.unlike)
@@ -122,8 +124,13 @@ class Pages:
             # "% similar" and "why" compare with the query's histogram (with several examples, their mean), so they
             # agree; a feedback ranking's own distance is to the point it learned, reported as "distance".
             compared = float(np.sqrt(explanation.terms[j].sum()))
+            found = [{"colour": c.spec.rpartition(":")[0] or c.spec, "hex": c.hex, "wanted": c.share, "found": f}
+                     for c, f in zip(query.colours or (), result.found)]
             cards.append({**image_card(infos[result.image_id]), "rank": j + 1, "distance": result.distance,
-                          "similarity": words.similarity(compared, typical),
+                          # a colour search alone: the share of the colours asked for that the picture has
+                          "similarity": (sum(min(f["found"], f["wanted"]) for f in found) / sum(f["wanted"] for f in found)
+                                         if found else words.similarity(compared, typical)),
+                          "found": found,
                           "makeup": makeup_parts(makeups[j], said.hexes),
                           "why": {"compared": compared, "regions": why.regions, "colours": why.colours,
                                   "reasons": [{"text": str(r), "share": r.share, "hex": r.hex} for r in why.reasons],

@@ -46,6 +46,7 @@ class Query:
     params: list = field(default_factory=list)
     examples: list = None
     note: str = ""
+    colours: list = None  # a colour search alone: its colours, ranked by the share of them missing
 
 
 def number_of_results(value):
@@ -149,7 +150,7 @@ def read_query(params, index, regions, uploads):
     kind = kinds[0] if kinds else "images"
     one = len(vectors) == 1 and not unlike  # one example alone: its histogram ranks
     return Query(kind, "; ".join(title), np.mean(vectors, axis=0), like, unlike, kept,
-                 None if one else examples, note)
+                 None if one else examples, note, examples[0] if one and colours else None)
 
 
 def read_upload(data, name, min_side, max_pixels):
