@@ -234,8 +234,8 @@ def _in_the_first_imports(err):
     for number, line in enumerate(lines):
         if not line.strip().startswith("File ") or "<frozen" in line or "runpy" in line:
             continue
-        if "cbir/limits.py" in line or "cbir/errors.py" in line:
-            continue
+        if "cbir/limits.py" in line or "cbir/errors.py" in line or f"/lib/python{sys.version_info[0]}." in line:
+            continue  # those two modules, or the standard library they import (enum)
         source = lines[number + 1].strip() if number + 1 < len(lines) else ""
         if "cbir/__init__.py" in line and source.startswith(("from . import limits", "from .errors import")):
             continue
