@@ -1,8 +1,9 @@
-"""Histogram BLOBs of schema 2 (cbir.store.codec) against a byte-by-byte reader, and what the rounding costs."""
+"""Histogram BLOBs of schema 3 (cbir.store.codec) against a byte-by-byte reader, what the rounding costs, and older
+databases (float32 BLOBs) read as they are and converted by a rebuild."""
 
 import numpy as np
 import pytest
-from helpers import naive_shares, write_photos
+from helpers import naive_shares, rows, schema_1_database, write_photos
 
 from cbir import Index
 from cbir.store import codec
@@ -69,6 +70,23 @@ def test_an_indexed_photo_finds_itself_at_distance_zero(tmp_path):
     folder = write_photos(tmp_path / "photos", 4, size=(61, 83))  # odd sizes: shares that are not round
     with Index.open(tmp_path / "i.db", create=True) as index:
         index.add([folder], settings={"colors": 16})
-        best = index.search(folder / "p2.png", n=1)[0]
+        best = index.search(folder / "p2.png", n=1, skip_self=False)[0]
         assert best.path.endswith("p2.png") and best.distance == 0.0
         np.testing.assert_array_equal(index.query_vector(folder / "p2.png"), index.histograms([best.image_id])[0])
+
+
+def test_an_older_database_keeps_float32_until_a_rebuild_converts_it(tmp_path):
+    folder = write_photos(tmp_path / "photos", 5, size=(24, 32))
+    db = schema_1_database(tmp_path / "old.db")
+    with Index.open(db) as index:
+        index.add([folder], settings={"colors": 8})
+        assert index.search(folder / "p1.png", n=1, skip_self=False)[0].distance == 0.0
+    assert rows(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]  # generations added
+    assert {len(blob) for (blob,) in rows(db, "SELECT vector FROM histograms")} == {4 * 80}  # float32 kept
+    with Index.open(db) as index:
+        index.add([folder], rebuild=True)
+        assert index.search(folder / "p1.png", n=1, skip_self=False)[0].distance == 0.0
+    assert rows(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
+    for (blob,) in rows(db, "SELECT vector FROM histograms"):
+        assert len(blob) < 4 * 80 and naive_shares(blob, 80).sum() == pytest.approx(10, rel=1e-3)  # 10 blocks
+    assert Index.check(db).ok

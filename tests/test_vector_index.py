@@ -65,9 +65,9 @@ def test_candidates_from_the_vector_index_are_reported_with_exact_distances(phot
         assert not os.path.exists(index._store.path + "-search-cache")  # no transformed matrix kept
         for name in ("p0.png", "p7.png", "p31.png"):
             query = index.query_vector(photos / name)
-            found = ranking(index.search(photos / name, n=8))
+            found = ranking(index.search(photos / name, n=8, skip_self=False))
             assert_same(found, naive_ranking(index, query, 8))
-            assert_same(ranking(index.search(photos / name, n=8, exact=True)), found)
+            assert_same(ranking(index.search(photos / name, n=8, skip_self=False, exact=True)), found)
             assert found[0][1] == 0.0
 
 
@@ -82,7 +82,7 @@ def test_an_out_of_date_vector_index_is_never_used(photos, tmp_path):
         index.add([photos], search_cache=False)  # a run that stops before the vector index (as if killed there)
         assert vector_index.header(index._store) == before  # the file is there, for an older state
         assert index.vector_index_state() == "outdated"
-        results = index.search(photos / "new.png", n=3)
+        results = index.search(photos / "new.png", n=3, skip_self=False)
         assert results[0].path.endswith("new.png") and results[0].distance == 0.0  # read from the histograms
         assert_same(ranking(results), naive_ranking(index, index.query_vector(photos / "new.png"), 3))
 
@@ -106,11 +106,11 @@ def test_added_and_removed_images_update_it_incrementally(photos, tmp_path):
         assert after["changed_since_fit"] == 9 and after["log_seq"] > first["log_seq"]
         found = vector_index.read(index._store, after["key"], after["dimension"])
         assert sorted(found.ids.tolist()) == sorted(index._store.image_ids().tolist())
-        stored = {r.stored_path for r in index.search(photos / "p5.png", n=43)}
+        stored = {r.stored_path for r in index.search(photos / "p5.png", n=43, skip_self=False)}
         assert not {f"photos/{name}" for name in removed} & stored and len(stored) == 43
         assert index._store.change_log()[0] == after["log_seq"]  # what the file took in is pruned from the log
         for name in ("x2.png", "p5.png"):
-            assert_same(ranking(index.search(photos / name, n=6)),
+            assert_same(ranking(index.search(photos / name, n=6, skip_self=False)),
                         naive_ranking(index, index.query_vector(photos / name), 6))
 
 
@@ -123,24 +123,24 @@ def test_removed_images_are_never_returned_even_before_it_is_updated(photos, tmp
         conn.execute("DELETE FROM images WHERE path = 'photos/p2.png'")
     with open_index(db) as index:
         assert index.vector_index_state() == "outdated"
-        assert "photos/p2.png" not in {r.stored_path for r in index.search(photos / "p2.png", n=39)}
+        assert "photos/p2.png" not in {r.stored_path for r in index.search(photos / "p2.png", n=39, skip_self=False)}
         index.cache_for_search()
         assert index.vector_index_state() == "current"
-        assert "photos/p2.png" not in {r.stored_path for r in index.search(photos / "p2.png", n=39)}
+        assert "photos/p2.png" not in {r.stored_path for r in index.search(photos / "p2.png", n=39, skip_self=False)}
 
 
 def test_a_histogram_changed_in_place_is_taken_in(photos, tmp_path):
     db = tmp_path / "i.db"
     with open_index(db) as index:
         index.add([photos], settings=SETTINGS)
-        image_id = index.search(photos / "p9.png", n=1)[0].image_id
+        image_id = index.search(photos / "p9.png", n=1, skip_self=False)[0].image_id
         replacement = index._store._blob(index.query_vector(photos / "p1.png"))
     with sqlite3.connect(db) as conn:  # another program rewrites one histogram
         conn.execute("UPDATE histograms SET vector = ? WHERE image_id = ?", [replacement, image_id])
     with open_index(db) as index:
         index.cache_for_search()
         assert vector_index.header(index._store)["fitted_rows"] == 40  # updated, not rebuilt
-        best = index.search(photos / "p1.png", n=2)
+        best = index.search(photos / "p1.png", n=2, skip_self=False)
         assert {r.stored_path for r in best} == {"photos/p1.png", "photos/p9.png"} and best[1].distance == 0.0
 
 
@@ -152,7 +152,7 @@ def test_new_ranking_settings_or_codebook_build_it_again(photos, tmp_path):
         index.add([photos], settings={"sigma": 100.0})  # a ranking setting: another transform
         second = vector_index.header(index._store)
         assert second["key"] != first["key"] and index.vector_index_state() == "current"
-        assert_same(ranking(index.search(photos / "p6.png", n=5)),
+        assert_same(ranking(index.search(photos / "p6.png", n=5, skip_self=False)),
                     naive_ranking(index, index.query_vector(photos / "p6.png"), 5))
         index.add([photos], rebuild=True)  # a new codebook
         assert vector_index.header(index._store)["generation"] != second["generation"]
@@ -165,7 +165,7 @@ def test_ranking_overrides_at_query_time_search_exactly(photos, tmp_path):
         index.add([photos], settings=SETTINGS)
     with Index.open(db, ranking={"power": 0.5}, tuning=VERY_LARGE) as index:
         assert index.vector_index_state() == "outdated"  # made for the stored settings: not for these
-        assert_same(ranking(index.search(photos / "p6.png", n=5)),
+        assert_same(ranking(index.search(photos / "p6.png", n=5, skip_self=False)),
                     naive_ranking(index, index.query_vector(photos / "p6.png"), 5))
 
 
@@ -191,7 +191,7 @@ def test_a_damaged_or_foreign_vector_index_is_ignored(photos, tmp_path, damage):
         open(path, "wb").write(data)
     with open_index(db) as index:
         assert index.vector_index_state() == "outdated"
-        assert_same(ranking(index.search(photos / "p6.png", n=5)),
+        assert_same(ranking(index.search(photos / "p6.png", n=5, skip_self=False)),
                     naive_ranking(index, index.query_vector(photos / "p6.png"), 5))
         assert index.cache_for_search() and index.vector_index_state() == "current"
 
@@ -241,7 +241,7 @@ def test_killed_while_building_leaves_the_old_file_or_none(photos, tmp_path):
     assert done.returncode == -signal.SIGKILL
     with open_index(db) as index:
         assert index.vector_index_state() == "outdated"  # none: the histograms are searched exactly
-        assert len(index.search(photos / "p1.png", n=3)) == 3
+        assert len(index.search(photos / "p1.png", n=3, skip_self=False)) == 3
         assert index.cache_for_search() and index.vector_index_state() == "current"
         old = open(vector_index.path_of(index._store), "rb").read()
     shutil.copy(photos / "p1.png", photos / "again.png")
@@ -250,7 +250,7 @@ def test_killed_while_building_leaves_the_old_file_or_none(photos, tmp_path):
     with open_index(db) as index:
         assert open(vector_index.path_of(index._store), "rb").read() == old  # the old one, unused
         assert index.vector_index_state() == "outdated"
-        assert index.search(photos / "again.png", n=1)[0].distance == 0.0
+        assert index.search(photos / "again.png", n=1, skip_self=False)[0].distance == 0.0
 
 
 def test_an_index_that_no_longer_needs_one_drops_it_and_its_log(photos, tmp_path):
@@ -270,7 +270,7 @@ def test_cli_query_exact_and_the_out_of_date_note(photos, tmp_path, cli, monkeyp
 
     monkeypatch.setattr(cbir.index.api, "DEFAULT_TUNING", VERY_LARGE)
     db = tmp_path / "i.db"
-    code, _, err = cli("index", photos, "--db", db, "--colors", "16")
+    code, _, err = cli("index", photos, "--db", db, "--codebook-size", "16")
     assert code == 0, err
     code, approximate, err = cli("query", photos / "p4.png", "--db", db, "--json")
     assert code == 0 and err == ""
@@ -344,7 +344,71 @@ def test_without_usearch_a_very_large_index_is_searched_exactly(photos, tmp_path
     monkeypatch.setattr(ann, "available", lambda: False)
     monkeypatch.setattr(cbir.index.api, "DEFAULT_TUNING", VERY_LARGE)
     db = tmp_path / "i.db"
-    code, _, err = cli("index", photos, "--db", db, "--colors", "16")
+    code, _, err = cli("index", photos, "--db", db, "--codebook-size", "16")
     assert code == 0 and err == "" and not os.path.exists(str(db) + "-vector-index")
     code, out, err = cli("query", photos / "p4.png", "--db", db, "-n", "3")
     assert code == 0 and "pip install 'cbir[scale]'" in err and "p4.png" in out
+
+
+def test_remove_and_prune_take_images_out_of_it(photos, tmp_path):
+    db = tmp_path / "i.db"
+    with open_index(db) as index:
+        index.add([photos], settings=SETTINGS)
+        first = vector_index.header(index._store)
+        index.remove(photos / "p3.png")
+        os.unlink(photos / "p4.png")
+        index.prune()
+        after = vector_index.header(index._store)
+        assert index.vector_index_state() == "current"
+        assert after["rows"] == 38 and after["fitted_rows"] == first["fitted_rows"]  # updated, not built again
+        found = {r.stored_path for r in index.search(photos / "p3.png", n=40, skip_self=False)}
+        assert len(found) == 38 and not {"photos/p3.png", "photos/p4.png"} & found
+
+
+def test_feedback_and_several_examples_search_through_it(photos, tmp_path):
+    db = tmp_path / "i.db"
+    with open_index(db) as index:
+        index.add([photos], settings=SETTINGS)
+        ids = [r.image_id for r in index.search(photos / "p0.png", n=6, skip_self=False)]
+        assert index.vector_index_state() == "current"
+        query = dict(query=[photos / "p0.png", ids[2], ids[4]], negative=[ids[1]], n=8)
+        through_it = ranking(index.search(**query))
+        assert_same(through_it, ranking(index.search(**query, exact=True)))
+    with Index.open(db) as index:  # the index in memory, as a smaller one is searched: the same ranking
+        assert_same(through_it, ranking(index.search(**query)))
+
+
+def test_read_only_opening_and_the_web_app_search_through_it(photos, tmp_path, monkeypatch):
+    db = tmp_path / "i.db"
+    with open_index(db) as index:
+        index.add([photos], settings=SETTINGS)
+        expected = ranking(index.search([photos / "p7.png", 3], n=5, negative=[9]))
+    with Index.open(db, read_only=True, tuning=VERY_LARGE) as index:
+        assert index.vector_index_state() == "current"
+        assert_same(ranking(index.search([photos / "p7.png", 3], n=5, negative=[9])), expected)
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    import cbir.index.api
+    from cbir.web.app import create_app
+
+    monkeypatch.setattr(cbir.index.api, "DEFAULT_TUNING", VERY_LARGE)
+    with TestClient(create_app(str(db)), base_url="http://127.0.0.1") as client:
+        got = client.get("/api/search?like=3&like=7&unlike=11&n=5").json()["results"]
+        with Index.open(db, read_only=True, tuning=VERY_LARGE) as index:
+            assert index._loaded().approximate
+            exact = index.search([3, 7], n=5 + 3, negative=[11], exact=True)
+        assert [r["id"] for r in got] == [r.image_id for r in exact if r.image_id not in (3, 7, 11)][:5]
+
+
+def test_a_rebuild_written_aside_brings_a_new_vector_index(photos, tmp_path):
+    db = tmp_path / "i.db"
+    with open_index(db) as index:
+        index.add([photos], settings=SETTINGS)
+        before = vector_index.header(index._store)
+        index.add([photos], rebuild=True, settings={"colors": 12})
+        after = vector_index.header(index._store)
+        assert after["key"] != before["key"] and index.vector_index_state() == "current"
+        assert_same(ranking(index.search(photos / "p5.png", n=6, skip_self=False)),
+                    naive_ranking(index, index.query_vector(photos / "p5.png"), 6))
+    assert Index.check(db).ok

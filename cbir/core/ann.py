@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backends import OnExactSearch
+
 PROJECTED = 128  # principal axes kept
 CONNECTIVITY = 16  # graph edges per node (usearch's default; 32 cost 1.5x the memory for little recall)
 EXPANSION_ADD = 128  # breadth of the search that places a new node
@@ -131,37 +133,44 @@ class Graph:
         self.index.save(path)
 
 
-class ApproximateQuadraticFormSearch:
+class ApproximateQuadraticFormSearch(OnExactSearch):
     """The quadratic-form search with candidates from a graph over projections, re-scored exactly.
 
     ``exact`` is a factorised :class:`cbir.core.backends.QuadraticFormSearch` whose ``vectors[rows]`` gives raw
-    histograms by row of ``ids``; ``ids (N,) int64`` (ascending) are the keys of ``graph``. :meth:`search` has the
-    same signature and returns the same kind of result as the exact search's: rows of ``ids`` and exact float64
-    distances.
+    histograms by row of ``ids``; ``ids (N,) int64`` (ascending) are the keys of ``graph``. :meth:`search` and
+    :meth:`search_points` have the signatures of the exact search's and return the same kind of result: rows of
+    ``ids`` and exact float64 distances.
     """
 
     def __init__(self, exact, ids: np.ndarray, mean: np.ndarray, axes: np.ndarray, graph: Graph,
                  candidates: int = CANDIDATES, width: int = WIDTH) -> None:
-        self.exact, self.ids, self.mean, self.axes, self.graph = exact, ids, mean, axes, graph
+        super().__init__(exact)
+        self.ids, self.mean, self.axes, self.graph = ids, mean, axes, graph
         self.candidates, self.width = candidates, width
-
-    @property
-    def vectors(self):
-        return self.exact.vectors
 
     def search(self, queries: np.ndarray, n: int = 10) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Rank for each query (``(Q, D)`` raw histograms) its ``n`` best: lists of Q ``(<= n,) int64`` rows of
         ``ids`` and ``(<= n,) float64`` exact distances. ``n`` must be positive (a full ranking is the exact
         search's)."""
+        queries = np.atleast_2d(np.asarray(queries, np.float32))
+        return self._refine(queries, self.exact.transform(queries), self.exact.exact_of, n)
+
+    def search_points(self, points: np.ndarray, n: int = 10) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """As :meth:`search` for ``points (Q, D)`` of the transformed space (a query point of several examples or
+        of relevance feedback, :meth:`cbir.core.backends.QuadraticFormSearch.search_points`)."""
+        points = np.atleast_2d(np.asarray(points, np.float64))
+        return self._refine(points, points.astype(np.float32), self.exact.exact_to_point_of, n)
+
+    def _refine(self, queries, targets, exact_distances, n):
+        """Candidates of each ``targets`` row (float32, transformed space) from the graph, the best ``2n`` of them
+        by float32 distance re-scored by ``exact_distances(histograms, query)``."""
         if n < 1:
             raise ValueError("an approximate search ranks the n best (n >= 1); use the exact search for all")
-        queries = np.atleast_2d(np.asarray(queries, np.float32))
         count = max(self.candidates, 2 * n)
         keep = max(2 * n, n + 32)  # re-scored in float64: the best by float32 distance, with room for rounding
-        transformed = self.exact.transform(queries)
-        projected = project(transformed, self.mean, self.axes)
+        projected = project(targets, self.mean, self.axes)
         results_rows, results_distances = [], []
-        for query, target, vector in zip(queries, transformed, projected):
+        for query, target, vector in zip(queries, targets, projected):
             keys = self.graph.search(vector, count, self.width)
             rows = np.searchsorted(self.ids, keys)
             rows = np.unique(rows[(rows < len(self.ids)) & (self.ids[np.minimum(rows, len(self.ids) - 1)] == keys)])
@@ -170,7 +179,7 @@ class ApproximateQuadraticFormSearch:
                 differences = self.exact.transform(histograms) - target
                 best = np.argpartition(np.einsum("nd,nd->n", differences, differences), keep - 1)[:keep]
                 rows, histograms = rows[best], histograms[best]
-            distances = self.exact.exact_of(histograms, query)
+            distances = exact_distances(histograms, query)
             order = np.lexsort((rows, distances))[:n]
             results_rows.append(rows[order])
             results_distances.append(distances[order])

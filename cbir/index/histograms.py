@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.backends import QuadraticFormSearch
+from ..core.backends import OnExactSearch, QuadraticFormSearch
 from ..core.colour import srgb_to_lab
 from ..core.histogram import LUT_BITS, block_weights, n_blocks
 from ..core.qfd import similarity_matrix
@@ -46,21 +46,29 @@ class StoredHistograms:
         return self.store.histograms_of(np.atleast_1d(self.ids[rows]), self.dimension)
 
 
-class StreamedSearch:
+class StreamedSearch(OnExactSearch):
     """The exact quadratic-form search over histograms read from the database for each search, chunk by chunk (an
-    index too large to keep its transformed matrix). Same ``search(queries, n)`` as the other back-ends: rows of
-    ``ids`` (every image id, ascending) and exact distances."""
+    index too large to keep its transformed matrix). Same ``search(queries, n)`` and ``search_points(points, n)``
+    as the other back-ends: rows of ``ids`` (every image id, ascending) and exact distances."""
 
     def __init__(self, exact: QuadraticFormSearch, store: Store, dimension: int, ids: np.ndarray) -> None:
-        self.exact, self.store, self.dimension, self.ids = exact, store, dimension, ids
-        exact.vectors = self.vectors = StoredHistograms(store, dimension)
-        self.vectors.ids = ids
+        super().__init__(exact)
+        self.store, self.dimension, self.ids = store, dimension, ids
+        exact.vectors = StoredHistograms(store, dimension)
+        exact.vectors.ids = ids
 
     def search(self, queries: np.ndarray, n: int = 10) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        return self._stream(queries, n, points=False)
+
+    def search_points(self, points: np.ndarray, n: int = 10) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        return self._stream(points, n, points=True)
+
+    def _stream(self, queries, n, points):
         if n < 1:
             raise CbirError(f"{self.store.path} holds {len(self.ids)} images: too many to rank whole; ask for the "
                             "n best (n >= 1)")
-        found, distances = self.exact.search_stream(self.store.histogram_chunks(self.dimension), queries, n)
+        found, distances = self.exact.search_stream(self.store.histogram_chunks(self.dimension), queries, n,
+                                                    points=points)
         return [np.searchsorted(self.ids, f) for f in found], distances
 
 

@@ -50,6 +50,15 @@ def rows(db, sql):
         return conn.execute(sql).fetchall()
 
 
+def index_rows(db):
+    """Every row an index run writes, ids included (times excluded): two runs wrote the same database when these
+    are equal."""
+    with sqlite3.connect(db) as conn:
+        return {table: conn.execute(f"SELECT {columns} FROM {table} ORDER BY 1").fetchall() for table, columns in (
+            ("images", "id, path, size, mtime_ns, sha256, width, height"), ("histograms", "image_id, vector"),
+            ("failures", "path, reason, size, mtime_ns"), ("codebook", "id, c0, c1, c2, hex, share"))}
+
+
 def naive_shares(blob, dimension):
     """A histogram BLOB of a schema-2 database read byte by byte (the reference for cbir.store.codec):
     ``(dimension,) float32`` shares ``(q / 65535)^3``."""
@@ -67,10 +76,13 @@ def naive_shares(blob, dimension):
 
 def schema_1_database(path):
     """An empty database of schema version 1 (histograms as float32 values), as cbir made them before version 2:
-    cbir keeps reading and writing those."""
+    cbir keeps reading and writing those (the first writer adds the codebook generations: version 2)."""
     from cbir.store import Store
 
-    Store.open(path, create=True).close()
+    store = Store.open(path, create=True)
+    store.created = False  # kept although empty
+    store.close()
     with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE histograms DROP COLUMN codebook")  # version 2 added it
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     return path
