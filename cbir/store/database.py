@@ -523,7 +523,7 @@ class Store:
 
     def stored_form(self, vectors: np.ndarray) -> np.ndarray:
         """``vectors (..., D)`` shares as they read back once stored in this database: ``float32`` (rounded as
-        :mod:`cbir.store.codec` says in a database of schema version 2). A query is compared in this form, as stored images are."""
+        :mod:`cbir.store.codec` says in a database of schema version 3). A query is compared in this form, as stored images are."""
         if self.histogram_format == "float32":
             return np.asarray(vectors, np.float32)
         return codec.stored_form(vectors)

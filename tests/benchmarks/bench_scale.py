@@ -20,6 +20,7 @@ flips and colour jitter of Wang 1000 and Kodak), this
 
     python tests/benchmarks/bench_scale.py --images 1000000 --work /var/tmp/cbir-scale [--threads 2]
                                            [--queries 200] [--widths 400] [--out results.jsonl] [--rebuild-index]
+                                           [--no-vector-index]
 
 The heavy steps (1-3) run at niceness 15 (the script lowers its own priority); the measurement (4) runs at the
 niceness the script was started with when the system allows it (as root; the niceness used is in the output):
@@ -97,7 +98,8 @@ def measure(path, queries_file, truth_file, widths):
     """In this (fresh) process: open, memory, warm latency and recall per search width (JSON on stdout)."""
     from cbir import Index, Tuning
 
-    queries, truth = np.load(queries_file), np.load(truth_file)
+    queries = np.load(queries_file)
+    truth = np.load(truth_file) if os.path.exists(truth_file) else None  # none with --no-vector-index
     before = status("VmRSS")
     started = time.perf_counter()
     index = Index.open(path, tuning=Tuning(**FORCED))
@@ -106,6 +108,8 @@ def measure(path, queries_file, truth_file, widths):
     out = {"state": state, "open_s": opened, "rss_open_mb": (status("VmRSS") - before) / 2**20,
            "measured_at_niceness": os.nice(0)}
     engine = index._loaded()
+    if state != "current":  # --no-vector-index: what a query re-scores, read from this database
+        return print(json.dumps({**out, **candidate_reads(index, engine, len(queries))}))
     for width in widths:
         engine.backend.width = width
         for warm in (False, True):
@@ -124,6 +128,28 @@ def measure(path, queries_file, truth_file, widths):
     print(json.dumps(out))
 
 
+def candidate_reads(index, engine, count, candidates=100):
+    """Reading and exactly re-scoring ``candidates`` histograms drawn at random, ``count`` times (twice: the
+    second pass, warm, is timed): the part of a query through the vector index that grows with the database, at a
+    size whose graph is not built here. Also the exact scan of one query group (16 queries)."""
+    rng = np.random.default_rng(5)
+    queries = engine.backend.vectors[rng.integers(0, len(engine.ids), count)]
+    draws = [np.unique(rng.integers(0, len(engine.ids), candidates)) for _ in range(count)]
+    for warm in (False, True):
+        times = []
+        for query, rows in zip(queries, draws):
+            started = time.perf_counter()
+            engine.backend.exact.exact_of(engine.backend.vectors[rows], query)
+            times.append(time.perf_counter() - started)
+    out = {"candidate_reads": {"candidates": candidates, "ms_median": float(np.median(times) * 1000),
+                               "ms_p90": float(np.percentile(times, 90) * 1000)}}
+    started = time.perf_counter()
+    index.search_vectors(queries[:16], 10, exact=True)
+    out["exact_scan_16_queries_s"] = time.perf_counter() - started
+    out["rss_end_mb"] = status("VmRSS") / 2**20
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, required=True)
@@ -133,6 +159,9 @@ def main():
     parser.add_argument("--widths", default="400", help="query widths through the graph, e.g. 200,400,800")
     parser.add_argument("--fresh", action="store_true", help="write the database again even if it exists")
     parser.add_argument("--rebuild-index", action="store_true", help="build the vector index again")
+    parser.add_argument("--no-vector-index", action="store_true",
+                        help="build no vector index: measure the database, opening it, reading and re-scoring 100 "
+                             "candidates per query, and an exact scan (for a size whose graph takes hours to build)")
     parser.add_argument("--out", help="append the JSON line to this file")
     parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -163,7 +192,10 @@ def main():
     with Index.open(path, tuning=Tuning(**FORCED)) as index:
         current = index.vector_index_state() == "current"
     with Store.open(path) as store:
-        if fresh or args.rebuild_index or not current:
+        if args.no_vector_index:
+            if os.path.exists(vector_index.path_of(store)):
+                os.unlink(vector_index.path_of(store))
+        elif fresh or args.rebuild_index or not current:
             if os.path.exists(vector_index.path_of(store)):
                 os.unlink(vector_index.path_of(store))
             started, cpu = time.perf_counter(), cpu_seconds()
@@ -173,18 +205,18 @@ def main():
             # CPU time of every thread: what the build costs whatever else the machine runs
             result["build_cpu_s_per_million"] = (cpu_seconds() - cpu) * 1e6 / args.images
     result["database_bytes"] = sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
-    result["vector_index_bytes"] = os.path.getsize(path + "-vector-index")
+    result["vector_index_bytes"] = 0 if args.no_vector_index else os.path.getsize(path + "-vector-index")
     result["bytes_per_image"] = (result["database_bytes"] + result["vector_index_bytes"]) / args.images
 
     queries = codec.stored_form(bases.histograms(args.queries, (777, 0)))
     queries_file, truth_file = path + f"-queries-{args.queries}.npy", path + f"-truth-{args.queries}.npy"
-    if fresh or not os.path.exists(truth_file):
+    if not args.no_vector_index and (fresh or not os.path.exists(truth_file)):
         with Index.open(path, tuning=Tuning(**FORCED)) as index:
             started = time.perf_counter()
             exact = index.search_vectors(queries, 10, exact=True)
             result["exact_scan_s"] = time.perf_counter() - started
-        np.save(queries_file, queries)
         np.save(truth_file, np.array([[r.distance for r in ranking] for ranking in exact]))
+    np.save(queries_file, queries)
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
     def usual_priority():

@@ -4,7 +4,7 @@ Real photos: Wang 1000 (256x256) and the 24 Kodak images (768x512), decoded as c
 the codebook learned from them (K = 128, default global+3x3 layout: 1,280 shares). Prints:
 
 - non-zero shares per photo and per block, the smallest non-zero share;
-- bytes per histogram: float32 (schema 1), dense uint16, and the schema-2 BLOB (bitmap + uint16 of the non-zero
+- bytes per histogram: float32 (schema 1), dense uint16, and the schema-3 BLOB (bitmap + uint16 of the non-zero
   cube-root steps), as cbir.store.codec writes it;
 - for each way of rounding (cbir's cube-root steps; linear steps of 1/65536 and 1/255 for comparison), against
   the float32 histograms: positions of the full rankings of every photo against every other that change, the
@@ -51,7 +51,7 @@ def main():
     print(f"per block: global {present[:, 0].sum(1).mean():.1f}, a region {present[:, 1:].sum(2).mean():.1f} of "
           f"{bases.k}; smallest non-zero share {real[real > 0].min():.2e}")
     blobs = [codec.encode(codec.quantise(h)) for h in real]
-    print(f"bytes per histogram: float32 {4 * real.shape[1]}, dense uint16 {2 * real.shape[1]}, schema-2 BLOB "
+    print(f"bytes per histogram: float32 {4 * real.shape[1]}, dense uint16 {2 * real.shape[1]}, schema-3 BLOB "
           f"mean {np.mean([len(b) for b in blobs]):.0f} (max {max(len(b) for b in blobs)})")
 
     labels = np.arange(len(paths) - 24) // 100

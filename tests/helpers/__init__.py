@@ -60,7 +60,7 @@ def index_rows(db):
 
 
 def naive_shares(blob, dimension):
-    """A histogram BLOB of a schema-2 database read byte by byte (the reference for cbir.store.codec):
+    """A histogram BLOB of a schema-3 database read byte by byte (the reference for cbir.store.codec):
     ``(dimension,) float32`` shares ``(q / 65535)^3``."""
     bitmap = (dimension + 7) // 8
     out, values = np.zeros(dimension, np.float32), blob[bitmap:]
