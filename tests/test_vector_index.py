@@ -185,7 +185,7 @@ def test_a_damaged_or_foreign_vector_index_is_ignored(photos, tmp_path, damage):
     if damage == "other database":
         other = tmp_path / "other.db"
         with open_index(other) as index:
-            index.add([photos])
+            index.add([photos], settings=SETTINGS)  # the same images and settings: only the database differs
         shutil.copy(vector_index.path_of(index._store), path)
     else:
         open(path, "wb").write(data)

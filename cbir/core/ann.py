@@ -8,11 +8,11 @@ Malkov and Yashunin 2018) from usearch, as float16. A query takes ``candidates``
 the graph, and those are re-scored exactly (filter and refine, Seidl and Kriegel, VLDB 1997): the distances
 reported are exact, only an image the graph misses can be missing from a ranking (recall, docs/scaling.md).
 
-Why these choices (measured on synthetic collections made from real histograms, docs/scaling.md): 128 axes keep
-every true top-10 neighbour among the 100 nearest projections at 1M images; usearch against faiss-cpu (HNSW,
-scalar-quantised, IVF) gave the same recall and latency for the same memory, and usearch views its graph straight
-from a part of one file (one file can then be replaced atomically, and opening costs no copy), keys it by 64-bit
-image ids and removes entries in place.
+Why these choices (measured on synthetic collections made from real histograms, docs/scaling.md): with 128 axes,
+100 candidates and a search width of 400, recall@10 is 0.9965 at 1M images, a query about 4 ms; faiss-cpu's HNSW
+gave the same recall for the same width, and usearch views its graph straight from a part of one file (one file can
+then be replaced atomically, and opening costs no copy), keys it by 64-bit image ids and removes entries in place,
+which faiss's HNSW cannot.
 
 Pure: arrays in and out; the graph is written to a file and viewed from a buffer the caller provides.
 """
