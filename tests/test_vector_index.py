@@ -169,7 +169,8 @@ def test_ranking_overrides_at_query_time_search_exactly(photos, tmp_path):
                     naive_ranking(index, index.query_vector(photos / "p6.png"), 5))
 
 
-@pytest.mark.parametrize("damage", ["cut short", "not one", "trailer lies", "other database"])
+@pytest.mark.parametrize("damage", ["cut short", *(pytest.param(d, marks=pytest.mark.slow)  # the first one quick
+                                                    for d in ("not one", "trailer lies", "other database"))])
 def test_a_damaged_or_foreign_vector_index_is_ignored(photos, tmp_path, damage):
     db = tmp_path / "i.db"
     with open_index(db) as index:
@@ -378,6 +379,7 @@ def test_feedback_and_several_examples_search_through_it(photos, tmp_path):
         assert_same(through_it, ranking(index.search(**query)))
 
 
+@pytest.mark.slow  # an app and its test client: over a second
 def test_read_only_opening_and_the_web_app_search_through_it(photos, tmp_path, monkeypatch):
     db = tmp_path / "i.db"
     with open_index(db) as index:
