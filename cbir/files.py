@@ -77,6 +77,40 @@ def replacing(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             os.unlink(temporary)
 
 
+@contextlib.contextmanager
+def replacing_by_name(path: str | os.PathLike[str]) -> Iterator[str]:
+    """The name of a new empty file beside ``path``, made as :func:`replacing` makes its temporaries, for a library
+    that writes files by name (usearch): it takes the place of ``path`` when the block ends normally, and is
+    removed when it does not. ``path`` is a regular file (a link to one stays a link) or missing."""
+    path = os.fspath(path)
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        found = None
+    except OSError as error:
+        raise WriteError(f"{path}: cannot write ({_reason(error)})") from None
+    if found is not None and not stat.S_ISREG(found.st_mode):
+        raise WriteError(f"{path}: cannot write (not a regular file)")
+    target = os.path.realpath(path)
+    try:
+        fd, temporary = tempfile.mkstemp(dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.",
+                                         suffix=".partial")
+        try:
+            _take_mode(fd, found)
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise WriteError(f"{path}: cannot write ({_reason(error)})") from None
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    except OSError as error:
+        raise WriteError(f"{path}: cannot write ({_reason(error)})") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
 def _take_mode(fd, replaced):
     """Give a new file the mode of the file it replaces (and its owner and group, where this process may), or
     what the umask leaves of 0666 (mkstemp makes it 0600)."""

@@ -210,7 +210,7 @@ def test_interrupted_while_writing_leaves_the_old_file_or_none(photos, tmp_path,
         report = index.add([photos], settings=SETTINGS)
         assert report.interrupted and calls
         assert not os.path.exists(vector_index.path_of(index._store))  # none
-        assert not os.path.exists(vector_index.path_of(index._store) + ".partial")
+        assert not [name for name in os.listdir(tmp_path) if name.endswith(".partial")]
     monkeypatch.undo()
     with open_index(db) as index:
         index.cache_for_search()
@@ -414,3 +414,23 @@ def test_a_rebuild_written_aside_brings_a_new_vector_index(photos, tmp_path):
         assert_same(ranking(index.search(photos / "p5.png", n=6, skip_self=False)),
                     naive_ranking(index, index.query_vector(photos / "p5.png"), 6))
     assert Index.check(db).ok
+
+
+def test_a_fifo_or_a_planted_link_at_its_name_is_never_followed(photos, tmp_path):
+    db = tmp_path / "i.db"
+    with open_index(db) as index:
+        index.add([photos], settings=SETTINGS)
+        path = vector_index.path_of(index._store)
+    os.unlink(path)
+    os.mkfifo(path)  # a query must not block on it
+    with open_index(db) as index:
+        assert index.vector_index_state() == "outdated"
+        assert len(index.search(photos / "p1.png", n=3)) == 3
+    os.unlink(path)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    for name in range(3):  # links planted where a fixed temporary name would be
+        os.symlink(victim, f"{path}.partial" if name == 0 else f"{path}.{name}.partial")
+    with open_index(db) as index:
+        assert index.cache_for_search() and index.vector_index_state() == "current"
+    assert victim.read_bytes() == b"keep me"

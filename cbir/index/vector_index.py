@@ -27,6 +27,7 @@ import contextlib
 import json
 import mmap
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from ..core import ann
-from ..errors import BusyError, DatabaseError
+from ..errors import BusyError
+from ..files import replacing_by_name
 from ..store import Store
 from .histograms import search_setup
 from .tuning import Tuning
@@ -74,11 +76,18 @@ def _open(store: Store) -> VectorIndex | None:
     usearch to read it)."""
     if not ann.available():
         return None
-    try:
-        with open(path_of(store), "rb") as handle:
-            mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):  # missing, unreadable, or empty (mmap of 0 bytes)
+    try:  # without blocking: a FIFO planted under the name is no vector index, and must not hang a query
+        fd = os.open(path_of(store), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # missing or unreadable
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # empty (mmap of 0 bytes)
+        return None
+    finally:
+        os.close(fd)  # the mapping keeps its own reference
     try:
         return _parse(mapping)
     except (ValueError, KeyError, TypeError, RuntimeError):  # a damaged file: the histograms are the truth
@@ -141,13 +150,12 @@ def _current(store: Store, found: dict[str, Any], key: str, dimension: int) -> b
 
 def write(store: Store, header: dict[str, Any], ids: np.ndarray, mean: np.ndarray, axes: np.ndarray,
           graph: ann.Graph) -> None:
-    """Write the file aside and rename it into place (a crash leaves the old file or none)."""
-    target = path_of(store)
-    partial = target + ".partial"
+    """Write the file aside and rename it into place (a crash leaves the old file or none; the file aside is made
+    as :mod:`cbir.files` makes them: a link planted there is never followed). Raises WriteError."""
     ids = np.ascontiguousarray(ids, "<i8")
     header = {**header, "format": FORMAT, "rows": len(ids), "dimension": int(mean.shape[0]),
               "projected": int(axes.shape[1])}
-    try:
+    with replacing_by_name(path_of(store)) as partial:
         graph.save(partial)
         graph_bytes = os.path.getsize(partial)
         encoded = json.dumps(header).encode()
@@ -158,12 +166,6 @@ def write(store: Store, header: dict[str, Any], ids: np.ndarray, mean: np.ndarra
             handle.write(encoded + len(encoded).to_bytes(8, "little") + graph_bytes.to_bytes(8, "little") + MAGIC)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(partial, target)
-    except OSError as error:
-        raise DatabaseError(f"cannot write the vector index {target} ({error.strerror})") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
 
 
 def differences(store: Store) -> int | None:
