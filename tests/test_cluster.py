@@ -284,10 +284,13 @@ def test_scheduler_gone_mid_run_is_a_clear_error_and_keeps_finished_images(cli, 
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     worker = None
     try:
-        deadline = time.monotonic() + WAIT
-        while not (tmp_path / "s.json").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        address = json.loads((tmp_path / "s.json").read_text())["address"]
+        deadline, address = time.monotonic() + WAIT, None
+        while address is None and time.monotonic() < deadline:
+            try:  # the file appears before the scheduler has written it whole (an empty read under load)
+                address = json.loads((tmp_path / "s.json").read_text())["address"]
+            except (FileNotFoundError, ValueError, KeyError):
+                time.sleep(0.1)
+        assert address is not None, "the scheduler did not write its address"
         env = dict(os.environ, DASK_DISTRIBUTED__WORKER__PRELOAD=json.dumps([str(tmp_path / "slow_worker.py")]))
         (tmp_path / "slow_worker.py").write_text(SLOW_WORKER)
         worker = subprocess.Popen(["dask", "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
