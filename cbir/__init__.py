@@ -27,7 +27,7 @@ from .settings import Settings
 __version__ = "0.1.0"
 
 _LAZY = {"Index": "index", "Result": "index", "Failure": "index", "IndexReport": "index", "Tuning": "index",
-         "CheckReport": "index"}
+         "CheckReport": "index", "DuplicateReport": "index", "DuplicateGroup": "index", "DuplicateMember": "index"}
 
 __all__ = [
     "BusyError",
@@ -36,6 +36,9 @@ __all__ = [
     "ColourError",
     "DatabaseError",
     "DecodeError",
+    "DuplicateGroup",
+    "DuplicateMember",
+    "DuplicateReport",
     "EvaluationError",
     "Failure",
     "Index",

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from ..core.codebook import empty_pool, learn_codebook, pool_colours
+from ..core.duplicates import structure_thumbnail
 from ..core.histogram import LUT_BITS, histogram, lookup_table
 from ..errors import CbirError, Remedy, SettingsError
 from ..imageio import IMAGE_EXTENSIONS, decode_with_size, native_stderr_silenced, read_bytes, read_image
@@ -159,19 +160,20 @@ def learn_collection_codebook(files, settings):
 
 
 def describe(path, settings, lut, n_colors, known_sha256=None):
-    """Read, hash, decode and histogram one file.
+    """Read, hash, decode, histogram and thumbnail one file.
 
     Returns
     -------
-    (sha256, None) when the content hash equals ``known_sha256``, else (sha256, (width, height, vector)) with the
-    full-size dimensions and the ``float32`` histogram. Raises CbirError for a file that cannot be indexed.
+    (sha256, None) when the content hash equals ``known_sha256``, else (sha256, (width, height, vector, thumb))
+    with the full-size dimensions, the ``float32`` histogram and the ``uint8`` structure thumbnail
+    (:func:`cbir.core.duplicates.structure_thumbnail`). Raises CbirError for a file that cannot be indexed.
     """
     data = read_bytes(path)
     sha256 = hashlib.sha256(data).hexdigest()
     if sha256 == known_sha256:
         return sha256, None
     image, (width, height) = decode_with_size(data, min_side=settings.min_side, name=path)
-    return sha256, (width, height, histogram(image, lut, n_colors, settings.layout))
+    return sha256, (width, height, histogram(image, lut, n_colors, settings.layout), structure_thumbnail(image))
 
 
 def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None, *, rebuild: bool = False,
@@ -248,8 +250,12 @@ def _update(store, roots, files, problems, settings, codebook, report, progress,
 def _plan(store, roots, files, problems, report):
     """Compare the files found with the index: forget what is gone from the indexed folders, record the files that
     cannot even be listed, count the unchanged ones. Returns the files to read, as ``(path, stored path, stat,
-    known row or None)``, and the stored paths that have no row yet."""
+    known row or None)``, and the stored paths that have no row yet.
+
+    Unchanged files indexed before cbir kept structure thumbnails are read again, once (known row without its
+    content hash, so they are described in full and count as updated)."""
     known = store.known_images()
+    without_structure = store.images_without_structure()
     known_failures = store.known_failures()
     abs_roots = [os.path.abspath(r) for r in roots]
     stored_paths = [store.stored_path(f) for f in files]
@@ -269,7 +275,9 @@ def _plan(store, roots, files, problems, report):
             report.failures.append((path, f"cannot read ({error.strerror})"))
             continue
         entry = known.get(stored)
-        if entry and entry[1] == stat.st_size and entry[2] == stat.st_mtime_ns:
+        if entry and entry[0] in without_structure:
+            todo.append((path, stored, stat, (*entry[:3], None)))
+        elif entry and entry[1] == stat.st_size and entry[2] == stat.st_mtime_ns:
             report.unchanged += 1
         else:
             todo.append((path, stored, stat, entry))
@@ -379,5 +387,6 @@ def _init_worker(settings, lut, n_colors):
 def _describe_in_worker(jobs):
     """:func:`_describe_chunk` in a worker; vectors go back as little-endian bytes (what the database stores, and
     sent between processes much faster than arrays)."""
-    return [(sha256, described and (*described[:2], np.asarray(described[2], "<f4").tobytes()), error)
+    return [(sha256, described and (*described[:2], np.asarray(described[2], "<f4").tobytes(), described[3].tobytes()),
+             error)
             for sha256, described, error in _describe_chunk(jobs, *_worker_context)]

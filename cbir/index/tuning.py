@@ -20,6 +20,10 @@ class Tuning:
         many bytes of raw histograms, gets a search cache: opening reads the transformed matrix instead of
         computing it. Below that, opening takes about half a second without one, and a cache would cost a rewrite
         at the end of every index run that changed something
+    duplicates_block : rows per block of the all-pairs products of finding duplicates (a block x block float32
+        buffer: 16 MiB at 2048)
+    duplicates_pairs_limit : finding duplicates refuses a threshold that makes more pairs than this to measure
+        (about 50 bytes each)
     """
 
     batch_size: int = 256
@@ -28,9 +32,11 @@ class Tuning:
     raw_in_memory_bytes: int = 64 << 20
     search_cache_rows: int = 200_000
     search_cache_bytes: int = 512 << 20
+    duplicates_block: int = 2048
+    duplicates_pairs_limit: int = 20_000_000
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "worker_chunk"):
+        for name in ("batch_size", "worker_chunk", "duplicates_block", "duplicates_pairs_limit"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("parallel_min_files", "raw_in_memory_bytes", "search_cache_rows", "search_cache_bytes"):

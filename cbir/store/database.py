@@ -1,8 +1,10 @@
 """The index database: SQLite through sqlite-utils.
 
 Tables: ``meta`` (schema version and every setting that shapes a histogram), ``codebook`` (one row per colour),
-``images`` (path, size, mtime, content hash, dimensions), ``histograms`` (float32 BLOB per image) and
-``failures`` (path and reason). The journal is WAL, so queries can read while an index run writes; each batch of
+``images`` (path, size, mtime, content hash, dimensions), ``histograms`` (float32 BLOB per image),
+``failures`` (path and reason) and ``structure_thumbnails`` (a 16x16 grey thumbnail per image, what finding
+duplicates compares besides colours; databases made before it get the table at their next index run, and their
+images get thumbnails as that run reads them again). The journal is WAL, so queries can read while an index run writes; each batch of
 images is written in one transaction, so an interrupted run leaves whole images only.
 
 Derived files beside the database (the search cache) are valid for one state of it: triggers bump
@@ -31,7 +33,9 @@ from ..errors import BusyError, DatabaseError, Remedy
 from .lock import WriterLock
 
 SCHEMA_VERSION = 1
-TABLES = {"meta", "codebook", "images", "histograms", "failures"}
+TABLES = {"meta", "codebook", "images", "histograms", "failures"}  # every index database has these
+STRUCTURE_TABLE = "structure_thumbnails"  # added later: older databases get it at their next index run
+STRUCTURE_BYTES = 256  # a 16 x 16 uint8 thumbnail
 # Changes to what the search reads bump the generation in the same transaction (names kept from the first version
 # of the search cache, so databases made since keep their state). Names, tables and events are
 # fixed here, never input. An image's size or mtime being brought up to date does not change what the search reads.
@@ -87,6 +91,7 @@ class Store:
         self.path = path
         self.root = os.path.dirname(os.path.abspath(path))
         self._lock = WriterLock(path)
+        self._structure_table = False
 
     # --- opening -------------------------------------------------------------------------------------------
     @classmethod
@@ -134,7 +139,18 @@ class Store:
                                     foreign_keys=[("image_id", "images", "id")], if_not_exists=True)
             db["failures"].create({"path": str, "reason": str, "size": int, "mtime_ns": int, "at": float},
                                   pk="path", if_not_exists=True)
+            self._create_structure_table()
             self._set_meta({"schema_version": SCHEMA_VERSION})
+
+    def _create_structure_table(self) -> None:
+        self.db[STRUCTURE_TABLE].create({"image_id": int, "thumb": bytes}, pk="image_id",
+                                        foreign_keys=[("image_id", "images", "id")], if_not_exists=True)
+
+    def has_structure_table(self) -> bool:
+        """Whether the database has the structure thumbnails table (made before it, it gets it when written)."""
+        if not self._structure_table:  # once there, never dropped by cbir
+            self._structure_table = self.db[STRUCTURE_TABLE].exists()
+        return self._structure_table
 
     def close(self) -> None:
         self.unlock()
@@ -148,8 +164,16 @@ class Store:
 
     # --- one writer at a time --------------------------------------------------------------------------------
     def lock_for_writing(self) -> None:
-        """Take the writer lock or raise BusyError at once; see :class:`cbir.store.lock.WriterLock`."""
+        """Take the writer lock or raise BusyError at once; see :class:`cbir.store.lock.WriterLock`. A database
+        made before the structure thumbnails gets their (empty) table."""
         self._lock.acquire()
+        if not self.has_structure_table():
+            try:
+                with self.db.atomic():
+                    self._create_structure_table()
+            except sqlite3.DatabaseError as error:
+                self._lock.release()
+                raise DatabaseError(f"{self.path}: cannot write ({error})", remedy=Remedy.REBUILD_IF_DAMAGED) from None
 
     def unlock(self) -> None:
         self._lock.release()
@@ -206,6 +230,8 @@ class Store:
                          meta: dict[str, Any]) -> None:
         """Store a new codebook and the metadata it was made with, dropping every histogram of the old one."""
         with self.db.atomic():
+            if self.has_structure_table():
+                self.db.execute(f"DELETE FROM {STRUCTURE_TABLE}")
             self.db.execute("DELETE FROM histograms")
             self.db.execute("DELETE FROM images")
             self.db.execute("DELETE FROM failures")
@@ -223,6 +249,43 @@ class Store:
                 for r in self.db.query("SELECT id, path, size, mtime_ns, sha256 FROM images")}
 
     @_sqlite_errors
+    def images_without_structure(self) -> set[int]:
+        """Ids of the indexed images that have no structure thumbnail (indexed before cbir made them)."""
+        if not self.has_structure_table():
+            return {row[0] for row in self.db.execute("SELECT id FROM images")}
+        return {row[0] for row in self.db.execute(f"SELECT id FROM images WHERE id NOT IN "
+                                                  f"(SELECT image_id FROM {STRUCTURE_TABLE})")}
+
+    @_sqlite_errors
+    def image_rows(self) -> list[tuple[int, str, int, int, str, int, int]]:
+        """``(id, stored path, size, mtime_ns, sha256, width, height)`` of every image that has a histogram, by id."""
+        return [tuple(row) for row in self.db.execute(
+            "SELECT id, path, size, mtime_ns, sha256, width, height FROM images "
+            "WHERE id IN (SELECT image_id FROM histograms) ORDER BY id")]
+
+    @_sqlite_errors
+    def structure_thumbnails(self, ids: Iterable[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Structure thumbnails of some images, in the order of ``ids``: ``(len(ids), 256) uint8`` and whether each
+        image has one, ``(len(ids),) bool``. A thumbnail of the wrong size or type is a DatabaseError."""
+        ids = np.asarray(ids, np.int64).ravel()
+        thumbs = np.zeros((len(ids), STRUCTURE_BYTES), np.uint8)
+        present = np.zeros(len(ids), bool)
+        if not self.has_structure_table() or not len(ids):
+            return thumbs, present
+        row_of = {image_id: row for row, image_id in enumerate(ids.tolist())}
+        for image_id, blob in self._rows_of(f"SELECT image_id, thumb FROM {STRUCTURE_TABLE}", "image_id", ids):
+            row = row_of.get(image_id)
+            if row is None:
+                continue
+            if not isinstance(blob, bytes) or len(blob) != STRUCTURE_BYTES:
+                raise DatabaseError(f"{self.path}: the structure thumbnail of image {image_id} "
+                                    f"({self._describe_image(image_id)}) is not {STRUCTURE_BYTES} bytes; the database "
+                                    "is damaged or was made by another program", remedy=Remedy.REBUILD)
+            thumbs[row] = np.frombuffer(blob, np.uint8)
+            present[row] = True
+        return thumbs, present
+
+    @_sqlite_errors
     def known_failures(self) -> dict[str, dict[str, Any]]:
         """``{stored path: row}`` of every file that could not be indexed (path, reason, size, mtime_ns, at)."""
         return {r["path"]: r for r in self.db.query("SELECT * FROM failures")}
@@ -233,8 +296,9 @@ class Store:
                     new_paths: frozenset[str] | set[str] = frozenset()) -> None:
         """Write one batch in one transaction.
 
-        records : (stored path, size, mtime_ns, sha256, width, height, vector); replaces any row of the path; the
-            vector is float32 values, or their little-endian bytes
+        records : (stored path, size, mtime_ns, sha256, width, height, vector[, thumb]); replaces any row of the
+            path; the vector is float32 values, or their little-endian bytes; the structure thumbnail is 256 uint8
+            values or their bytes (None or left out: none)
         failures : (stored path, reason, size, mtime_ns)
         touched : (image id, size, mtime_ns), files whose content did not change
         removed : stored paths to forget (images and failures)
@@ -246,7 +310,7 @@ class Store:
         with self.db.atomic():
             for path in removed:
                 self._delete_path(path)
-            for path, size, mtime_ns, sha256, width, height, vector in records:
+            for path, size, mtime_ns, sha256, width, height, vector, *thumb in records:
                 if path not in new_paths:
                     self._delete_path(path)
                 image_id = execute("INSERT INTO images (path, size, mtime_ns, sha256, width, height, indexed_at) "
@@ -254,6 +318,11 @@ class Store:
                                    (path, size, mtime_ns, sha256, width, height, now)).lastrowid
                 blob = vector if isinstance(vector, bytes) else np.asarray(vector, dtype="<f4").tobytes()
                 execute("INSERT INTO histograms (image_id, vector) VALUES (?, ?)", (image_id, blob))
+                if thumb and thumb[0] is not None:
+                    blob = thumb[0] if isinstance(thumb[0], bytes) else np.asarray(thumb[0], np.uint8).tobytes()
+                    # REPLACE: an older cbir removing images leaves their thumbnails behind, and SQLite may reuse an id
+                    execute(f"INSERT OR REPLACE INTO {STRUCTURE_TABLE} (image_id, thumb) VALUES (?, ?)",
+                            (image_id, blob))
             for image_id, size, mtime_ns in touched:
                 execute("UPDATE images SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, image_id))
             for path, reason, size, mtime_ns in failures:
@@ -263,6 +332,9 @@ class Store:
                                             "at": now}, replace=True)
 
     def _delete_path(self, path: str) -> None:
+        if self.has_structure_table():
+            self.db.execute(f"DELETE FROM {STRUCTURE_TABLE} WHERE image_id IN (SELECT id FROM images WHERE path = ?)",
+                            [path])
         self.db.execute("DELETE FROM histograms WHERE image_id IN (SELECT id FROM images WHERE path = ?)", [path])
         self.db.execute("DELETE FROM images WHERE path = ?", [path])
         self.db.execute("DELETE FROM failures WHERE path = ?", [path])

@@ -1,0 +1,244 @@
+"""Finding copies in an index: identical files, the same photo saved again, near-duplicates, grouped in tiers.
+
+1. Identical files: the same content hash.
+2. The same photo saved again (resized, recompressed, converted to another format, rotated by 90/180/270 degrees,
+   mirrored): colours and structure both nearly the same, under one of the 8 symmetries of the square.
+3. Near-duplicates (bursts, light crops, small edits of brightness or colour): the near-duplicate distance of
+   :class:`cbir.core.duplicates.Rule` within a threshold (1 by default).
+
+Colours are the stored histograms under the quadratic-form distance with the default ranking settings, whatever the
+index's own (the thresholds were calibrated on them); structure is the stored 16x16 grey thumbnail. Images indexed
+before cbir kept thumbnails take part in tier 1 only, until an index run reads them again. Groups are the connected
+components of the pairs found; each names a suggested keeper (most pixels, then the largest file, then the oldest)
+and why. Nothing here deletes, moves or writes a file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core import duplicates as core
+from ..core.histogram import block_weights
+from ..errors import CbirError
+from ..store import Store
+from .engine import load_engine
+from .tuning import Tuning
+
+# The ranking the thresholds were calibrated with (tests/benchmarks/bench_duplicates.py): the defaults of Settings.
+RANKING = {"kernel": "gaussian", "sigma": 400.0, "power": 1 / 3}
+TIER_LABELS = {1: "identical files", 2: "the same photo saved again", 3: "near-duplicates"}
+RELATIONS = {0: "keeper", 1: "identical file", 2: "saved again", 3: "near-duplicate"}
+MAX_THRESHOLD = 4.0
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class DuplicateMember:
+    """One file of a group, compared with the group's keeper.
+
+    path : str, as it opens from the caller's working directory; stored_path : str, as the database holds it
+    image_id : int
+    relation : int, 0 the keeper, 1 an identical file, 2 the same photo saved again, 3 a near-duplicate (of the
+        keeper itself, or only through other members when ``distance`` is over the threshold)
+    symmetry : str, how it looks next to the keeper: "as is", "rotated 90° clockwise", "mirrored", ...
+    colour_distance, structure_distance, distance : float or None, to the keeper (None for the keeper, and when
+        either has no structure thumbnail); ``distance`` is the near-duplicate distance (1: the default threshold)
+    width, height : int, full-size pixels; size : int, bytes; mtime_ns : int, modification time
+    """
+
+    path: str
+    stored_path: str
+    image_id: int
+    relation: int
+    symmetry: str
+    colour_distance: float | None
+    structure_distance: float | None
+    distance: float | None
+    width: int
+    height: int
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Files that are copies of each other. ``tier``: 1 identical files, 2 the same photo saved again, 3
+    near-duplicates (the loosest tier needed to join them all); ``members``: the suggested keeper first;
+    ``why``: why that one is suggested."""
+
+    tier: int
+    members: tuple[DuplicateMember, ...]
+    why: str
+
+    @property
+    def label(self) -> str:
+        return TIER_LABELS[self.tier]
+
+    @property
+    def keeper(self) -> DuplicateMember:
+        return self.members[0]
+
+
+@dataclass(frozen=True)
+class DuplicateReport:
+    """What :meth:`cbir.Index.duplicates` found: ``groups`` (by tier, then largest first), how many images were
+    compared, how many have no structure thumbnail (compared as identical files only), the candidate pairs measured,
+    the tier and threshold asked for, and the seconds it took."""
+
+    groups: list[DuplicateGroup]
+    images: int
+    without_structure: int
+    pairs_measured: int
+    tier: int
+    threshold: float
+    seconds: float
+
+
+def find_duplicates(store: Store, *, tier: int = 3, threshold: float = 1.0, tuning: Tuning = Tuning(),
+                    progress: Progress | None = None) -> DuplicateReport:
+    """Group the indexed images that are copies of each other; see the module's description.
+
+    Parameters
+    ----------
+    tier : the loosest tier to report: 1 identical files only, 2 also photos saved again, 3 also near-duplicates
+    threshold : near-duplicate distance up to which tier 3 groups photos (1: the calibrated default; smaller is
+        stricter); tiers 1 and 2 do not depend on it
+    progress : callable(done, total) while the pairs are compared
+    """
+    if tier not in (1, 2, 3):
+        raise ValueError(f"tier must be 1, 2 or 3, got {tier!r}")
+    if not 0 < threshold <= MAX_THRESHOLD:
+        raise ValueError(f"threshold must be more than 0 and at most {MAX_THRESHOLD:g}, got {threshold!r}")
+    started = time.perf_counter()
+    with store.snapshot():
+        rows = store.image_rows()
+        ids = np.array([r[0] for r in rows], np.int64)
+        engine = load_engine(store, RANKING, tuning=tuning) if tier >= 2 and len(rows) else None
+        thumbs, present = store.structure_thumbnails(ids)
+    n = len(rows)
+    sha = [r[4] for r in rows]
+    edges = [_identical_edges(sha)]
+    colour = structure = rule = perms = None
+    measured = 0
+    if engine is not None:
+        if not np.array_equal(engine.ids, ids):
+            raise CbirError(f"{store.path}: images and histograms disagree; the database is damaged or changed")
+        layout = engine.settings.layout
+        perms = core.block_permutations(layout)
+        colour = engine.backend.transformed.reshape(n, len(perms[0]), -1)
+        structure = core.structure_vectors(thumbs)
+        rule = core.Rule().scaled(core.colour_unit(len(engine.codebook), block_weights(layout)))
+        rows_with = np.flatnonzero(present)
+        try:
+            i, j = core.candidate_pairs(colour[rows_with], structure[rows_with], perms, rule,
+                                        threshold if tier == 3 else 1e-9, block=tuning.duplicates_block,
+                                        limit=tuning.duplicates_pairs_limit, progress=progress)
+        except core.TooManyPairs as error:
+            raise CbirError(f"more than {error.limit:,} pairs of photos are that similar; lower the threshold "
+                            f"(now {threshold:g})") from None
+        i, j = rows_with[i], rows_with[j]
+        measured = len(i)
+        c, e, _ = core.pair_distances(colour, structure, i, j, perms)
+        saved = rule.saved_again(c, e)
+        edges.append((i[saved], j[saved], np.full(int(saved.sum()), 2)))
+        if tier == 3:
+            near = ~saved & (rule.near_distance(c, e) <= threshold)
+            edges.append((i[near], j[near], np.full(int(near.sum()), 3)))
+    a = np.concatenate([e[0] for e in edges]).astype(np.int64)
+    b = np.concatenate([e[1] for e in edges]).astype(np.int64)
+    kind = np.concatenate([e[2] for e in edges]).astype(np.int64)
+    labels = {t: core.connected_groups(n, a[kind <= t], b[kind <= t]) for t in (1, 2, 3) if t <= tier}
+    final = labels[tier]
+    groups = []
+    for members in _components(final):
+        group_tier = min(t for t in labels if len(set(labels[t][members].tolist())) == 1)
+        groups.append(_group(store, rows, members, group_tier, colour, structure, present, perms, rule, threshold))
+    groups.sort(key=lambda g: (g.tier, -len(g.members), g.keeper.stored_path))
+    return DuplicateReport(groups, n, int(n - present.sum()) if tier >= 2 else 0, measured, tier, threshold,
+                           time.perf_counter() - started)
+
+
+def _identical_edges(sha):
+    first: dict[str, int] = {}
+    a, b = [], []
+    for row, digest in enumerate(sha):
+        if digest in first:
+            a.append(first[digest])
+            b.append(row)
+        else:
+            first[digest] = row
+    return np.array(a, np.int64), np.array(b, np.int64), np.ones(len(a), np.int64)
+
+
+def _components(labels):
+    """Rows of every component with at least two members."""
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    for start, end in zip(starts, np.r_[starts[1:], len(order)]):
+        if end - start > 1:
+            yield order[start:end]
+
+
+def _keeper_order(row):
+    """Sort key: most pixels, then the largest file, then the oldest, then the path."""
+    _, path, size, mtime_ns, _, width, height = row
+    return (-(width or 0) * (height or 0), -(size or 0), mtime_ns or 0, path)
+
+
+def _why(keeper, runner_up):
+    _, _, size, mtime_ns, _, width, height = keeper
+    _, _, size2, mtime2, _, width2, height2 = runner_up
+    if width * height != width2 * height2:
+        return f"most pixels ({width}x{height})"
+    if size != size2:
+        return f"same pixels, largest file ({_bytes(size)})"
+    if mtime_ns != mtime2:
+        return f"same pixels and size, oldest ({time.strftime('%Y-%m-%d %H:%M', time.localtime(mtime_ns / 1e9))})"
+    return "same pixels, size and time: first by path"
+
+
+def _bytes(size):
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+
+
+def _group(store, rows, members, tier, colour, structure, present, perms, rule, threshold):
+    ranked = sorted(members.tolist(), key=lambda r: _keeper_order(rows[r]))
+    keeper = ranked[0]
+    others = np.array(ranked[1:], np.int64)
+    measurable = present[keeper] & present[others] if colour is not None else np.zeros(len(others), bool)
+    c = np.full(len(others), np.nan)
+    e = np.full(len(others), np.nan)
+    g = np.zeros(len(others), np.int64)
+    if measurable.any():
+        where = others[measurable]
+        c[measurable], e[measurable], g[measurable] = core.pair_distances(
+            colour, structure, np.full(len(where), keeper), where, perms)
+    out = [_member(store, rows[keeper], 0, "as is", None, None, None)]
+    for k, row in enumerate(others.tolist()):
+        if rows[row][4] == rows[keeper][4]:
+            relation, distances = 1, (0.0, 0.0, 0.0)
+        elif measurable[k]:
+            distance = float(rule.near_distance(c[k], e[k]))
+            relation = 2 if rule.saved_again(c[k], e[k]) else 3
+            distances = (float(c[k]), float(e[k]), distance)
+        else:
+            relation, distances = tier, (None, None, None)
+        symmetry = core.symmetry_name(int(g[k])) if relation > 1 and measurable[k] else "as is"
+        out.append(_member(store, rows[row], relation, symmetry, *distances))
+    out[1:] = sorted(out[1:], key=lambda m: (m.relation, m.distance if m.distance is not None else 0, m.stored_path))
+    return DuplicateGroup(tier, tuple(out), _why(rows[keeper], rows[ranked[1]]))
+
+
+def _member(store, row, relation, symmetry, colour_distance, structure_distance, distance):
+    image_id, stored, size, mtime_ns, _, width, height = row
+    return DuplicateMember(store.disk_path(stored), stored, image_id, relation, symmetry, colour_distance,
+                           structure_distance, distance, width, height, size, mtime_ns)
