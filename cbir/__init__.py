@@ -27,7 +27,8 @@ from .settings import Settings
 __version__ = "0.1.0"
 
 _LAZY = {"Index": "index", "Result": "index", "Failure": "index", "IndexReport": "index", "Tuning": "index",
-         "CheckReport": "index", "DuplicateReport": "index", "DuplicateGroup": "index", "DuplicateMember": "index"}
+         "CheckReport": "index", "DuplicateReport": "index", "DuplicateGroup": "index", "DuplicateMember": "index",
+         "DuplicatePair": "index"}
 
 __all__ = [
     "BusyError",
@@ -38,6 +39,7 @@ __all__ = [
     "DecodeError",
     "DuplicateGroup",
     "DuplicateMember",
+    "DuplicatePair",
     "DuplicateReport",
     "EvaluationError",
     "Failure",

@@ -12,6 +12,7 @@ import typer
 
 from .. import __version__
 from .check import check_command
+from .duplicates import duplicates_command
 from .evaluate import evaluate_command
 from .index import index_command
 from .info import info_command
@@ -41,6 +42,7 @@ def _root(
 app.command("quantize")(quantize_command)
 app.command("index")(index_command)
 app.command("query")(query_command)
+app.command("duplicates")(duplicates_command)
 app.command("info")(info_command)
 app.command("check")(check_command)
 app.command("evaluate")(evaluate_command)

@@ -217,30 +217,28 @@ def invariant_colour(colour: np.ndarray, block_perms: np.ndarray) -> np.ndarray:
     return np.einsum("nbk,bo->nok", colour, basis, optimize=True).reshape(len(colour), -1).astype(np.float32)
 
 
-def principal_axes(x: np.ndarray, count: int, sample: int = 20_000, iterations: int = 4) -> np.ndarray:
-    """``count`` leading principal axes of the rows of ``x`` (from an even sample of at most ``sample`` rows):
-    ``(D, count) float32`` orthonormal columns, leading first.
+def principal_axes(x: np.ndarray, count: int, sample: int = 20_000, iterations: int = 6) -> np.ndarray:
+    """Orthonormal axes spanning (about) the ``count`` leading principal directions of the rows of ``x`` (from an
+    even sample of at most ``sample`` rows): ``(D, count) float32``.
 
-    By subspace iteration on the covariance (matrix products and a small Cholesky): LAPACK's full
-    eigendecomposition took seconds on a loaded 2-core machine. Any orthonormal columns keep projected distances
-    lower bounds; leading axes only make them tighter.
+    Subspace iteration on the covariance with matrix products and a small Cholesky factorisation: LAPACK's
+    eigendecompositions took seconds on a loaded 2-core machine. Any orthonormal axes keep projected distances lower
+    bounds; leading ones only make them tighter.
     """
+    d = x.shape[1]
+    count = min(count, d)
+    if count == d:
+        return np.eye(d, dtype=np.float32)
     rows = np.asarray(x[:: max(1, len(x) // sample)], np.float32)
     rows = rows - rows.mean(0)
     covariance = (rows.T @ rows).astype(np.float64)
-    d = covariance.shape[0]
-    count = min(count, d)
-    basis = np.random.default_rng(0).standard_normal((d, min(d, count + 8)))
+    basis = np.random.default_rng(0).standard_normal((d, count))
     for _ in range(iterations):
         basis = covariance @ basis
-        # orthonormal columns again: Q = B R^-1 with R^T R = B^T B (jitter keeps a rank-deficient B factorable)
-        gram = basis.T @ basis
-        factor = np.linalg.cholesky(gram + np.eye(len(gram)) * (1e-12 * np.trace(gram) + 1e-300))
+        gram = basis.T @ basis  # orthonormal columns again: B R^-1 with R^T R = B^T B (jitter: a rank-deficient B)
+        factor = np.linalg.cholesky(gram + np.eye(count) * (1e-12 * np.trace(gram) + 1e-300))
         basis = np.linalg.solve(factor, basis.T).T
-    values, vectors = np.linalg.eigh(basis.T @ covariance @ basis)
-    axes = basis @ vectors[:, ::-1][:, :count]
-    axes /= np.linalg.norm(axes, axis=0)  # unit length in float64 before rounding
-    return np.ascontiguousarray(axes).astype(np.float32)
+    return np.ascontiguousarray(basis).astype(np.float32)
 
 
 def close_pairs(x: np.ndarray, radius: float, block: int = 2048, *, limit: int | None = None,
@@ -318,6 +316,8 @@ def candidate_pairs(colour: np.ndarray, structure: np.ndarray, block_perms: np.n
     i, j : (P,) int64 with i < j, sorted by i then j
     """
     n = len(colour)
+    if n < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
     side = int(round(np.sqrt(structure.shape[1])))
     shape_basis = orbit_basis(thumbnail_permutations(side))
     shape = (np.asarray(structure, np.float32) @ shape_basis).astype(np.float32)
@@ -343,7 +343,7 @@ def candidate_pairs(colour: np.ndarray, structure: np.ndarray, block_perms: np.n
 
 def pair_distances(colour: np.ndarray, structure: np.ndarray, i: np.ndarray, j: np.ndarray,
                    block_perms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Colour and structure distances of pairs, each the minimum over the 8 symmetries, in float32 arithmetic.
+    """Colour and structure distances of pairs, each the minimum over the 8 symmetries.
 
     Parameters
     ----------
@@ -362,10 +362,9 @@ def pair_distances(colour: np.ndarray, structure: np.ndarray, i: np.ndarray, j: 
     flat_colour = colour.reshape(n, -1)
     side = int(round(np.sqrt(structure.shape[1])))
     shape_perms = thumbnail_permutations(side)
-    colour_norms = np.einsum("nd,nd->n", flat_colour, flat_colour).astype(np.float64)
     flat = ~(np.abs(structure).sum(1) > 0)
-    c2 = np.empty(len(i))
-    s_dot = np.empty(len(i))
+    c = np.empty(len(i))
+    e = np.empty(len(i))
     c_arg = np.empty(len(i), np.int8)
     s_arg = np.empty(len(i), np.int8)
     order = np.argsort(i, kind="stable")
@@ -375,18 +374,19 @@ def pair_distances(colour: np.ndarray, structure: np.ndarray, i: np.ndarray, j: 
         a = rows[start]
         where = order[start:end]
         others = j[where]
-        dots = colour[a][block_perms].reshape(8, -1) @ flat_colour[others].T      # (8, m): g(a) . b
-        best = dots.argmax(0)
+        # The symmetry with the largest dot product g(a) . b is the nearest (|g(a)| = |a|); its distance is then
+        # taken from the difference itself, not |a|^2 + |b|^2 - 2 a.b, which loses small distances to rounding.
+        variants = colour[a][block_perms]                                         # (8, B, K)
+        best = (variants.reshape(8, -1) @ flat_colour[others].T).argmax(0)
         c_arg[where] = best
-        c2[where] = colour_norms[a] + colour_norms[others] - 2 * dots[best, np.arange(len(others))]
-        shapes = structure[a][shape_perms] @ structure[others].T
-        best = shapes.argmax(0)
+        c[where] = np.linalg.norm((variants[best] - colour[others]).reshape(len(others), -1).astype(np.float64), axis=1)
+        shapes = structure[a][shape_perms]                                        # (8, S*S)
+        best = (shapes @ structure[others].T).argmax(0)
         s_arg[where] = best
-        s_dot[where] = shapes[best, np.arange(len(others))]
-    e = np.sqrt(np.maximum(2 - 2 * s_dot, 0))
+        e[where] = np.linalg.norm((shapes[best] - structure[others]).astype(np.float64), axis=1)
     no_structure = flat[i] | flat[j]
     e[no_structure] = np.sqrt(2)
-    return np.sqrt(np.maximum(c2, 0)), e, np.where(no_structure, c_arg, s_arg).astype(np.int8)
+    return c, e, np.where(no_structure, c_arg, s_arg).astype(np.int8)
 
 
 def connected_groups(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:

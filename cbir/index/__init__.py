@@ -9,6 +9,7 @@ import importlib
 _NAMES = {"Index": "api", "Result": "api", "Failure": "api", "IndexReport": "run", "Tuning": "tuning",
           "CheckReport": "check", "Finding": "check",
           "DuplicateReport": "duplicates", "DuplicateGroup": "duplicates", "DuplicateMember": "duplicates",
+          "DuplicatePair": "duplicates",
           # standard library only: a face starts the worker server with them before it imports the index
           "default_workers": "workers", "start_server": "workers"}
 

@@ -23,9 +23,10 @@ import numpy as np
 
 from ..core import duplicates as core
 from ..core.histogram import block_weights
-from ..errors import CbirError
+from ..errors import CbirError, Remedy
 from ..store import Store
-from .engine import load_engine
+from . import search_cache
+from .histograms import StoredHistograms, search_setup
 from .tuning import Tuning
 
 # The ranking the thresholds were calibrated with (tests/benchmarks/bench_duplicates.py): the defaults of Settings.
@@ -64,6 +65,11 @@ class DuplicateMember:
     size: int
     mtime_ns: int
 
+    @property
+    def relation_label(self) -> str:
+        """The relation in words: "keeper", "identical file", "saved again" or "near-duplicate"."""
+        return RELATIONS[self.relation]
+
 
 @dataclass(frozen=True)
 class DuplicateGroup:
@@ -85,12 +91,24 @@ class DuplicateGroup:
 
 
 @dataclass(frozen=True)
+class DuplicatePair:
+    """Two files found to be copies directly (groups join such pairs): their paths (as they open from the caller's
+    working directory), the tier of the pair and its near-duplicate distance (0 for identical files)."""
+
+    path: str
+    other: str
+    tier: int
+    distance: float
+
+
+@dataclass(frozen=True)
 class DuplicateReport:
-    """What :meth:`cbir.Index.duplicates` found: ``groups`` (by tier, then largest first), how many images were
-    compared, how many have no structure thumbnail (compared as identical files only), the candidate pairs measured,
-    the tier and threshold asked for, and the seconds it took."""
+    """What :meth:`cbir.Index.duplicates` found: ``groups`` (by tier, then largest first), the ``pairs`` that join
+    them, how many images were compared, how many have no structure thumbnail (compared as identical files only),
+    the candidate pairs measured, the tier and threshold asked for, and the seconds it took."""
 
     groups: list[DuplicateGroup]
+    pairs: list[DuplicatePair]
     images: int
     without_structure: int
     pairs_measured: int
@@ -118,21 +136,23 @@ def find_duplicates(store: Store, *, tier: int = 3, threshold: float = 1.0, tuni
     with store.snapshot():
         rows = store.image_rows()
         ids = np.array([r[0] for r in rows], np.int64)
-        engine = load_engine(store, RANKING, tuning=tuning) if tier >= 2 and len(rows) else None
+        loaded = _colours(store, len(rows)) if tier >= 2 and len(rows) else None
         thumbs, present = store.structure_thumbnails(ids)
     n = len(rows)
     sha = [r[4] for r in rows]
     edges = [_identical_edges(sha)]
+    distances = [np.zeros(len(edges[0][0]))]
     colour = structure = rule = perms = None
     measured = 0
-    if engine is not None:
-        if not np.array_equal(engine.ids, ids):
-            raise CbirError(f"{store.path}: images and histograms disagree; the database is damaged or changed")
-        layout = engine.settings.layout
-        perms = core.block_permutations(layout)
-        colour = engine.backend.transformed.reshape(n, len(perms[0]), -1)
+    if loaded is not None:
+        settings, n_colours, colour_ids, transformed = loaded
+        if not np.array_equal(colour_ids, ids):
+            raise CbirError(f"{store.path}: images and histograms disagree; the database is damaged",
+                            remedy=Remedy.CHECK)
+        perms = core.block_permutations(settings.layout)
+        colour = transformed.reshape(n, len(perms[0]), -1)
         structure = core.structure_vectors(thumbs)
-        rule = core.Rule().scaled(core.colour_unit(len(engine.codebook), block_weights(layout)))
+        rule = core.Rule().scaled(core.colour_unit(n_colours, block_weights(settings.layout)))
         rows_with = np.flatnonzero(present)
         try:
             i, j = core.candidate_pairs(colour[rows_with], structure[rows_with], perms, rule,
@@ -145,10 +165,13 @@ def find_duplicates(store: Store, *, tier: int = 3, threshold: float = 1.0, tuni
         measured = len(i)
         c, e, _ = core.pair_distances(colour, structure, i, j, perms)
         saved = rule.saved_again(c, e)
+        near_distance = rule.near_distance(c, e)
         edges.append((i[saved], j[saved], np.full(int(saved.sum()), 2)))
+        distances.append(near_distance[saved])
         if tier == 3:
-            near = ~saved & (rule.near_distance(c, e) <= threshold)
+            near = ~saved & (near_distance <= threshold)
             edges.append((i[near], j[near], np.full(int(near.sum()), 3)))
+            distances.append(near_distance[near])
     a = np.concatenate([e[0] for e in edges]).astype(np.int64)
     b = np.concatenate([e[1] for e in edges]).astype(np.int64)
     kind = np.concatenate([e[2] for e in edges]).astype(np.int64)
@@ -159,8 +182,24 @@ def find_duplicates(store: Store, *, tier: int = 3, threshold: float = 1.0, tuni
         group_tier = min(t for t in labels if len(set(labels[t][members].tolist())) == 1)
         groups.append(_group(store, rows, members, group_tier, colour, structure, present, perms, rule, threshold))
     groups.sort(key=lambda g: (g.tier, -len(g.members), g.keeper.stored_path))
-    return DuplicateReport(groups, n, int(n - present.sum()) if tier >= 2 else 0, measured, tier, threshold,
+    near = np.concatenate(distances)
+    pairs = [DuplicatePair(store.disk_path(rows[x][1]), store.disk_path(rows[y][1]), int(t), float(d))
+             for x, y, t, d in zip(a.tolist(), b.tolist(), kind.tolist(), near.tolist())]
+    return DuplicateReport(groups, pairs, n, int(n - present.sum()) if tier >= 2 else 0, measured, tier, threshold,
                            time.perf_counter() - started)
+
+
+def _colours(store, count):
+    """Settings, codebook size, ids and transformed colour vectors ``(N, B*K) float32`` under :data:`RANKING`
+    (read from the search cache when it holds them), streamed from the database: the raw histograms are never all
+    in memory at once."""
+    settings, codebook, dimension, search = search_setup(store, RANKING)
+    cached = search_cache.read(store, search.transform_key(), dimension)
+    if cached is not None and np.isfinite(cached[1]).all():
+        return settings, len(codebook), cached[0], cached[1]
+    histograms = StoredHistograms(store, dimension)
+    search.transform_chunks(histograms.stream(), count)
+    return settings, len(codebook), histograms.ids, search.transformed
 
 
 def _identical_edges(sha):

@@ -28,6 +28,10 @@ figcaption { font-size: 12px; overflow-wrap: anywhere; }
 .rank { font-weight: 600; }
 .distance { color: #555; font-variant-numeric: tabular-nums; }
 .note { color: #a33; }
+section.group .row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+section.group figure { width: 200px; }
+figure.keeper .frame { outline: 3px solid #2a7; }
+.why { color: #555; margin: -.3em 0 .7em; }
 """
 
 
@@ -40,6 +44,7 @@ class Picture:
     makeup : list of (hex colour "#rrggbb", share) pairs, the colour make-up bar
     rank, distance : for ranked results; None for the query
     note : str or None, e.g. why the file could not be shown
+    lines : more caption lines under the name (plain text)
     """
 
     name: str
@@ -50,6 +55,7 @@ class Picture:
     rank: int = None
     distance: float = None
     note: str = None
+    lines: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ def _figure(picture, css_class):
         lines.append(f'<span class="rank">#{int(picture.rank)}</span> '
                      f'<span class="distance">d = {float(picture.distance):.4f}</span><br>')
     lines.append(f'<span class="name">{e(picture.name)}</span>')
+    lines.extend(f'<br><span class="distance">{e(line)}</span>' for line in picture.lines)
     if picture.note:
         lines.append(f'<br><span class="note">{e(picture.note)}</span>')
     return (f'<figure class="{css_class}" title="{e(picture.title)}">'
@@ -122,3 +129,37 @@ def results_page(sections, title="cbir results", meta=""):
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<title>{e(title)}</title><style>{_STYLE}</style></head>\n<body><h1>{e(title)}</h1>'
             f'<p class="meta">{e(meta)}</p>\n' + "\n".join(body) + "\n</body></html>\n")
+
+
+@dataclass(frozen=True)
+class Group:
+    """Pictures shown side by side under a heading: a group of copies, the suggested keeper first."""
+
+    heading: str
+    why: str
+    pictures: list
+
+
+def groups_page(groups, title="cbir duplicates", meta=""):
+    """A page of groups of pictures side by side (the first of each group framed as the one to keep).
+
+    Parameters
+    ----------
+    groups : list of Group
+    title : str, page title; meta : str, one line under the title
+
+    Returns
+    -------
+    page : str, a complete HTML5 document
+    """
+    e = html.escape
+    body = []
+    for group in groups:
+        figures = "".join(_figure(p, "keeper" if k == 0 else "copy") for k, p in enumerate(group.pictures))
+        body.append(f'<section class="query group" data-members="{len(group.pictures)}"><h2>{e(group.heading)}</h2>'
+                    f'<p class="why">{e(group.why)}</p><div class="row">{figures}</div></section>')
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{e(CSP)}">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>{e(title)}</title><style>{_STYLE}</style></head>\n<body><h1>{e(title)}</h1>'
+            f'<p class="meta">{e(meta)}</p>\n' + ("\n".join(body) or "<p>No duplicates found.</p>") + "\n</body></html>\n")
