@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import KODAK, require
 
-from cbir import CbirError, Index, Tuning
+from cbir import CbirError, DatabaseError, Index, Tuning
 from cbir.imageio import read_image, write_image
 
 COPIES = {  # file name: how it relates to original.png, and how it looks next to it
@@ -219,3 +219,13 @@ def test_kodak_copies_saved_again_are_tier_2_and_nothing_else_groups(tmp_path):
     assert all(g.tier == 2 for g in report.groups)
     symmetry = {os.path.basename(m.path): m.symmetry for g in report.groups for m in g.members}
     assert symmetry["1_180.jpg"] == "rotated 180°" and symmetry["1_flip.jpg"] == "flipped upside down"
+
+
+def test_a_tampered_thumbnail_is_found_by_check_and_refused(fresh):
+    _, db = fresh
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE structure_thumbnails SET thumb = x'00ff' WHERE image_id = (SELECT min(id) FROM images)")
+    finding = {f.name: f for f in Index.check(db, files=False).findings}["structure_thumbnails"]
+    assert not finding.ok and "wrong size" in finding.detail
+    with Index.open(db) as index, pytest.raises(DatabaseError, match="structure thumbnail"):
+        index.duplicates()

@@ -498,8 +498,9 @@ class Store:
 
         dimension : expected number of float32 values per histogram, or None to skip the BLOB checks
         Returns a dict: histograms without an image, images without a histogram, paths both indexed and failed,
-        histograms of the wrong size or type, histograms holding negative, NaN or infinite values, and paths
-        that are not text.
+        histograms of the wrong size or type, histograms holding negative, NaN or infinite values, paths that are
+        not text, structure thumbnails without an image or of the wrong size or type (image ids), and images
+        without a structure thumbnail (indexed before cbir kept them: not damage).
         """
         def listed(sql, parameters=()):
             return [row[0] for row in self.db.execute(sql + " LIMIT ?", [*parameters, limit]).fetchall()]
@@ -513,7 +514,17 @@ class Store:
             "paths_not_text": listed("SELECT id FROM images WHERE typeof(path) != 'text'"),
             "bad_blob_size": [],
             "bad_values": [],
+            "bad_structure_thumbnails": [],
+            "images_without_structure": [],
         }
+        if self.has_structure_table():
+            found["bad_structure_thumbnails"] = listed(
+                f"SELECT image_id FROM {STRUCTURE_TABLE} WHERE image_id NOT IN (SELECT id FROM images) "
+                f"OR typeof(thumb) != 'blob' OR length(thumb) != ?", [STRUCTURE_BYTES])
+            found["images_without_structure"] = listed(
+                f"SELECT path FROM images WHERE id NOT IN (SELECT image_id FROM {STRUCTURE_TABLE})")
+        else:
+            found["images_without_structure"] = listed("SELECT path FROM images")
         if dimension is not None:
             found["bad_blob_size"] = listed("SELECT i.path FROM images i JOIN histograms h ON h.image_id = i.id "
                                             "WHERE typeof(h.vector) != 'blob' OR length(h.vector) != ?",
