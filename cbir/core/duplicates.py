@@ -19,11 +19,15 @@ and the few that remain are measured exactly.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .histogram import region_map
 
@@ -95,10 +99,13 @@ def region_permutations(region_map: np.ndarray) -> np.ndarray:
     return perms
 
 
+@functools.lru_cache(maxsize=4)
 def thumbnail_permutations(side: int = THUMBNAIL_SIDE) -> np.ndarray:
-    """(8, side*side) int64: how the 8 symmetries move the pixels of a flattened square thumbnail."""
+    """(8, side*side) int64, read-only: how the 8 symmetries move the pixels of a flattened square thumbnail."""
     cells = np.arange(side * side).reshape(side, side)
-    return np.array([apply_symmetry(cells, g).ravel() for g in range(8)])
+    perms = np.array([apply_symmetry(cells, g).ravel() for g in range(8)])
+    perms.flags.writeable = False
+    return perms
 
 
 def structure_thumbnail(image: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
@@ -214,7 +221,8 @@ def invariant_colour(colour: np.ndarray, block_perms: np.ndarray) -> np.ndarray:
     """The symmetry-invariant part of transformed colour vectors: ``(N, B, K)`` -> ``(N, O*K) float32``, per orbit
     of blocks their sum divided by sqrt(orbit size) (the orbit basis applied block-wise)."""
     basis = orbit_basis(block_perms)
-    return np.einsum("nbk,bo->nok", colour, basis, optimize=True).reshape(len(colour), -1).astype(np.float32)
+    parts = [colour[:, np.flatnonzero(column)].sum(axis=1) * column.max() for column in basis.T]
+    return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
 
 
 def principal_axes(x: np.ndarray, count: int, sample: int = 20_000, iterations: int = 6) -> np.ndarray:
@@ -242,15 +250,19 @@ def principal_axes(x: np.ndarray, count: int, sample: int = 20_000, iterations: 
 
 
 def close_pairs(x: np.ndarray, radius: float, block: int = 2048, *, limit: int | None = None,
-                progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                progress: Callable[[int, int], None] | None = None, threads: int = 1
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Every pair of rows of ``x (N, D)`` at most ``radius`` apart (Euclidean), found by blocked matrix products.
 
     The rows are sorted along their first principal axis, and a block of rows is compared only with the rows whose
     position on that axis lies within ``radius`` of its own (a distance is never shorter than its projection), so
     only part of the N^2/2 pairs is computed. Rounding in float32 is allowed for with a small margin: the result
-    may hold a few pairs slightly farther apart, never miss one. Memory: one ``block`` x ``block`` float32 buffer
-    besides the pairs found; more than ``limit`` pairs raise :class:`TooManyPairs`. ``progress(done, total)`` is
-    called after each block of rows.
+    may hold a few pairs slightly farther apart, never miss one. More than ``limit`` pairs raise
+    :class:`TooManyPairs`; ``progress(done, total)`` is called as blocks of rows finish.
+
+    Blocks of rows are shared among ``threads`` threads, each with one ``block`` x ``block`` float32 buffer and the
+    BLAS library held to one thread: BLAS's own threads spin while they wait, and on a machine shared with other
+    jobs they made these products 2 to 6 times slower (tests/benchmarks/bench_duplicates_scale.py).
 
     Returns
     -------
@@ -268,12 +280,15 @@ def close_pairs(x: np.ndarray, radius: float, block: int = 2048, *, limit: int |
     left = np.hstack([-2 * xs, norms[:, None], np.ones((n, 1), np.float32)])
     right = np.ascontiguousarray(np.hstack([xs, np.ones((n, 1), np.float32), norms[:, None]]).T)
     bound = np.float32(radius * radius + 1e-5 * (1 + 2 * float(norms.max())))
-    found_i, found_j = [], []
-    total = 0
-    buffer = np.empty((block, block), np.float32)
-    for i0 in range(0, n, block):
+    buffers = threading.local()
+
+    def row_block(i0):
         i1 = min(n, i0 + block)
+        buffer = getattr(buffers, "array", None)
+        if buffer is None:
+            buffer = buffers.array = np.empty((block, block), np.float32)
         end = int(np.searchsorted(keys, keys[i1 - 1] + radius * 1.0001 + 1e-6, side="right"))
+        found_a, found_b = [], []
         for j0 in range(i0, end, block):
             j1 = min(end, j0 + block)
             d2 = buffer[: i1 - i0, : j1 - j0]
@@ -283,13 +298,26 @@ def close_pairs(x: np.ndarray, radius: float, block: int = 2048, *, limit: int |
                 r, c = np.nonzero(d2[rows] <= bound)
                 a, b = i0 + rows[r], j0 + c
                 keep = a < b
-                found_i.append(a[keep])
-                found_j.append(b[keep])
-                total += int(keep.sum())
+                found_a.append(a[keep])
+                found_b.append(b[keep])
+        return i1, found_a, found_b
+
+    found_i, found_j = [], []
+    total = 0
+    with threadpool_limits(limits=1, user_api="blas"), \
+            concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
+        results = pool.map(row_block, range(0, n, block))
+        try:
+            for done, (i1, found_a, found_b) in enumerate(results):
+                found_i += found_a
+                found_j += found_b
+                total += sum(len(a) for a in found_a)
                 if limit is not None and total > limit:
                     raise TooManyPairs(limit)
-        if progress:
-            progress(i1, n)
+                if progress:
+                    progress(min(n, (done + 1) * block), n)
+        finally:
+            results.close()  # what has not started is cancelled
     if not found_i:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     a, b = order[np.concatenate(found_i)], order[np.concatenate(found_j)]
@@ -298,7 +326,8 @@ def close_pairs(x: np.ndarray, radius: float, block: int = 2048, *, limit: int |
 
 def candidate_pairs(colour: np.ndarray, structure: np.ndarray, block_perms: np.ndarray, rule: Rule,
                     threshold: float = 1.0, *, axes: int = 64, block: int = 2048, limit: int | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    progress: Callable[[int, int], None] | None = None, threads: int = 1
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs that may be copies under ``rule`` (tier 2, or tier 3 at ``threshold``), with no pair that is missed:
     every pair outside has a lower bound of its distances beyond what any tier accepts.
 
@@ -308,7 +337,7 @@ def candidate_pairs(colour: np.ndarray, structure: np.ndarray, block_perms: np.n
     structure : (N, S*S) float32, from :func:`structure_vectors`
     block_perms : (8, B) int, from :func:`block_permutations`
     axes : principal axes kept of the colour-and-structure embedding (fewer: faster products, more candidates)
-    block, limit : see :func:`close_pairs`
+    block, limit, threads : see :func:`close_pairs`
     progress : callable(done, total) over both passes
 
     Returns
@@ -329,10 +358,10 @@ def candidate_pairs(colour: np.ndarray, structure: np.ndarray, block_perms: np.n
         joint = joint @ principal_axes(joint, axes)
     textured = np.flatnonzero(np.abs(structure).sum(1) > 0)
     steps = n + len(textured)
-    i, j = close_pairs(joint, radius, block, limit=limit,
+    i, j = close_pairs(joint, radius, block, limit=limit, threads=threads,
                        progress=progress and (lambda done, _: progress(done, steps)))
     # Edited copies: the same structure whatever the colours (flat pictures have none to compare).
-    ei, ej = close_pairs(shape[textured], rule.edit_structure * threshold, block,
+    ei, ej = close_pairs(shape[textured], rule.edit_structure * threshold, block, threads=threads,
                          limit=None if limit is None else max(0, limit - len(i)),
                          progress=progress and (lambda done, _: progress(n + done, steps)))
     if progress:
@@ -358,11 +387,12 @@ def pair_distances(colour: np.ndarray, structure: np.ndarray, i: np.ndarray, j: 
         structure; by colour when a picture is flat)
     """
     i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
-    n = len(colour)
+    n, blocks, k = colour.shape
     flat_colour = colour.reshape(n, -1)
     side = int(round(np.sqrt(structure.shape[1])))
     shape_perms = thumbnail_permutations(side)
-    flat = ~(np.abs(structure).sum(1) > 0)
+    # the block permutations as permutations of the flattened vector's elements
+    colour_perms = (np.asarray(block_perms)[:, :, None] * k + np.arange(k)).reshape(8, -1)
     c = np.empty(len(i))
     e = np.empty(len(i))
     c_arg = np.empty(len(i), np.int8)
@@ -370,21 +400,26 @@ def pair_distances(colour: np.ndarray, structure: np.ndarray, i: np.ndarray, j: 
     order = np.argsort(i, kind="stable")
     rows = i[order]
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.empty(0, np.int64)
-    for start, end in zip(starts, np.r_[starts[1:], len(rows)]):
+    for start, end in zip(starts.tolist(), np.r_[starts[1:], len(rows)].tolist()):
         a = rows[start]
         where = order[start:end]
         others = j[where]
         # The symmetry with the largest dot product g(a) . b is the nearest (|g(a)| = |a|); its distance is then
         # taken from the difference itself, not |a|^2 + |b|^2 - 2 a.b, which loses small distances to rounding.
-        variants = colour[a][block_perms]                                         # (8, B, K)
-        best = (variants.reshape(8, -1) @ flat_colour[others].T).argmax(0)
+        variants = flat_colour[a][colour_perms]                                  # (8, B*K)
+        theirs = flat_colour[others]
+        best = (variants @ theirs.T).argmax(0)
+        diff = variants[best] - theirs
+        c[where] = np.einsum("md,md->m", diff, diff, dtype=np.float64)
         c_arg[where] = best
-        c[where] = np.linalg.norm((variants[best] - colour[others]).reshape(len(others), -1).astype(np.float64), axis=1)
         shapes = structure[a][shape_perms]                                        # (8, S*S)
-        best = (shapes @ structure[others].T).argmax(0)
+        theirs = structure[others]
+        best = (shapes @ theirs.T).argmax(0)
+        diff = shapes[best] - theirs
+        e[where] = np.einsum("md,md->m", diff, diff, dtype=np.float64)
         s_arg[where] = best
-        e[where] = np.linalg.norm((shapes[best] - structure[others]).astype(np.float64), axis=1)
-    no_structure = flat[i] | flat[j]
+    c, e = np.sqrt(c), np.sqrt(e)
+    no_structure = ~(np.abs(structure[i]).sum(1) > 0) | ~(np.abs(structure[j]).sum(1) > 0)  # flat pictures
     e[no_structure] = np.sqrt(2)
     return c, e, np.where(no_structure, c_arg, s_arg).astype(np.int8)
 

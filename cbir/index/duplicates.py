@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..core import duplicates as core
 from ..core.histogram import block_weights
@@ -28,6 +29,7 @@ from ..store import Store
 from . import search_cache
 from .histograms import StoredHistograms, search_setup
 from .tuning import Tuning
+from .workers import default_workers
 
 # The ranking the thresholds were calibrated with (tests/benchmarks/bench_duplicates.py): the defaults of Settings.
 RANKING = {"kernel": "gaussian", "sigma": 400.0, "power": 1 / 3}
@@ -133,6 +135,13 @@ def find_duplicates(store: Store, *, tier: int = 3, threshold: float = 1.0, tuni
     if not 0 < threshold <= MAX_THRESHOLD:
         raise ValueError(f"threshold must be more than 0 and at most {MAX_THRESHOLD:g}, got {threshold!r}")
     started = time.perf_counter()
+    # BLAS held to one thread: its own threads spin while they wait, and on a machine shared with other jobs they
+    # made the products here 2 to 6 times slower; the all-pairs products run in threads of their own instead.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _find(store, tier, threshold, tuning, progress, started)
+
+
+def _find(store, tier, threshold, tuning, progress, started):
     with store.snapshot():
         rows = store.image_rows()
         ids = np.array([r[0] for r in rows], np.int64)
@@ -157,7 +166,8 @@ def find_duplicates(store: Store, *, tier: int = 3, threshold: float = 1.0, tuni
         try:
             i, j = core.candidate_pairs(colour[rows_with], structure[rows_with], perms, rule,
                                         threshold if tier == 3 else 1e-9, block=tuning.duplicates_block,
-                                        limit=tuning.duplicates_pairs_limit, progress=progress)
+                                        limit=tuning.duplicates_pairs_limit, progress=progress,
+                                        threads=tuning.duplicates_threads or default_workers())
         except core.TooManyPairs as error:
             raise CbirError(f"more than {error.limit:,} pairs of photos are that similar; lower the threshold "
                             f"(now {threshold:g})") from None
@@ -177,10 +187,17 @@ def find_duplicates(store: Store, *, tier: int = 3, threshold: float = 1.0, tuni
     kind = np.concatenate([e[2] for e in edges]).astype(np.int64)
     labels = {t: core.connected_groups(n, a[kind <= t], b[kind <= t]) for t in (1, 2, 3) if t <= tier}
     final = labels[tier]
+    members_of = list(_components(final))
+    keepers, others = [], []
+    for members in members_of:
+        ranked = sorted(members.tolist(), key=lambda r: _keeper_order(rows[r]))
+        keepers.append(ranked[0])
+        others.append(ranked[1:])
+    measured_to_keeper = _to_keepers(keepers, others, colour, structure, present, perms)
     groups = []
-    for members in _components(final):
+    for members, keeper, rest, to_keeper in zip(members_of, keepers, others, measured_to_keeper):
         group_tier = min(t for t in labels if len(set(labels[t][members].tolist())) == 1)
-        groups.append(_group(store, rows, members, group_tier, colour, structure, present, perms, rule, threshold))
+        groups.append(_group(store, rows, keeper, rest, to_keeper, group_tier, rule, threshold))
     groups.sort(key=lambda g: (g.tier, -len(g.members), g.keeper.stored_path))
     near = np.concatenate(distances)
     pairs = [DuplicatePair(store.disk_path(rows[x][1]), store.disk_path(rows[y][1]), int(t), float(d))
@@ -249,32 +266,37 @@ def _bytes(size):
         size /= 1000
 
 
-def _group(store, rows, members, tier, colour, structure, present, perms, rule, threshold):
-    ranked = sorted(members.tolist(), key=lambda r: _keeper_order(rows[r]))
-    keeper = ranked[0]
-    others = np.array(ranked[1:], np.int64)
-    measurable = present[keeper] & present[others] if colour is not None else np.zeros(len(others), bool)
-    c = np.full(len(others), np.nan)
-    e = np.full(len(others), np.nan)
-    g = np.zeros(len(others), np.int64)
-    if measurable.any():
-        where = others[measurable]
-        c[measurable], e[measurable], g[measurable] = core.pair_distances(
-            colour, structure, np.full(len(where), keeper), where, perms)
+def _to_keepers(keepers, others, colour, structure, present, perms):
+    """For each group, the colour and structure distances and symmetry of each other member to the keeper (NaN
+    where either has no structure thumbnail), measured in one call for all groups."""
+    counts = [len(o) for o in others]
+    a = np.repeat(np.array(keepers, np.int64), counts)
+    b = np.array([r for o in others for r in o], np.int64)
+    c = np.full(len(b), np.nan)
+    e = np.full(len(b), np.nan)
+    g = np.zeros(len(b), np.int64)
+    if colour is not None and len(b):
+        ok = present[a] & present[b]
+        c[ok], e[ok], g[ok] = core.pair_distances(colour, structure, a[ok], b[ok], perms)
+    bounds = np.cumsum([0] + counts)
+    return [(c[x:y], e[x:y], g[x:y]) for x, y in zip(bounds[:-1], bounds[1:])]
+
+
+def _group(store, rows, keeper, others, to_keeper, tier, rule, threshold):
+    c, e, g = to_keeper
     out = [_member(store, rows[keeper], 0, "as is", None, None, None)]
-    for k, row in enumerate(others.tolist()):
+    for k, row in enumerate(others):
         if rows[row][4] == rows[keeper][4]:
-            relation, distances = 1, (0.0, 0.0, 0.0)
-        elif measurable[k]:
+            relation, distances, symmetry = 1, (0.0, 0.0, 0.0), "as is"
+        elif not np.isnan(c[k]):
             distance = float(rule.near_distance(c[k], e[k]))
             relation = 2 if rule.saved_again(c[k], e[k]) else 3
-            distances = (float(c[k]), float(e[k]), distance)
+            distances, symmetry = (float(c[k]), float(e[k]), distance), core.symmetry_name(int(g[k]))
         else:
-            relation, distances = tier, (None, None, None)
-        symmetry = core.symmetry_name(int(g[k])) if relation > 1 and measurable[k] else "as is"
+            relation, distances, symmetry = tier, (None, None, None), "as is"
         out.append(_member(store, rows[row], relation, symmetry, *distances))
     out[1:] = sorted(out[1:], key=lambda m: (m.relation, m.distance if m.distance is not None else 0, m.stored_path))
-    return DuplicateGroup(tier, tuple(out), _why(rows[keeper], rows[ranked[1]]))
+    return DuplicateGroup(tier, tuple(out), _why(rows[keeper], rows[others[0]]))
 
 
 def _member(store, row, relation, symmetry, colour_distance, structure_distance, distance):

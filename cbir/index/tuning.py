@@ -24,6 +24,7 @@ class Tuning:
         buffer: 16 MiB at 2048)
     duplicates_pairs_limit : finding duplicates refuses a threshold that makes more pairs than this to measure
         (about 50 bytes each)
+    duplicates_threads : threads sharing those products (0: one per CPU this process may run on)
     """
 
     batch_size: int = 256
@@ -34,12 +35,13 @@ class Tuning:
     search_cache_bytes: int = 512 << 20
     duplicates_block: int = 2048
     duplicates_pairs_limit: int = 20_000_000
+    duplicates_threads: int = 0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "worker_chunk", "duplicates_block", "duplicates_pairs_limit"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("parallel_min_files", "raw_in_memory_bytes", "search_cache_rows", "search_cache_bytes"):
+        for name in ("duplicates_threads", "parallel_min_files", "raw_in_memory_bytes", "search_cache_rows", "search_cache_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
 

@@ -1,9 +1,10 @@
 """All pairs of a large index: how long ``Index.duplicates()`` takes, and its peak memory, at 10k to 1M images.
 
 The indexes are synthetic, made from a real one: Wang's 1000 photos are indexed (codebook, histograms and structure
-thumbnails), then each synthetic image is a Dirichlet(0.3) mixture of three of them (histograms and thumbnails
-alike), and a share of them are made near copies (10%: a random rotation or mirror, +-5% noise per histogram bin)
-or burst-like neighbours (20%: +-30% noise) of earlier ones, so there is something to find and to measure. Sizes
+thumbnails), then each synthetic image is a mosaic of nine of them (each region of the 3x3 layout, its histogram and
+its cells of the thumbnail, from another photo; the whole-picture histogram their mean), and a share of them are made
+near copies (10%: a random rotation or mirror, +-5% noise per histogram bin) or burst-like neighbours (20%: +-30%
+noise) of an earlier one, so there is something to find and to measure. Requires the default layout (global+3x3). Sizes
 up to ``--db-max`` are written to an index database and timed through ``Index.duplicates()`` in a fresh process
 (loading included; peak RSS of that process); larger ones are timed in memory through the same numerics
 (``cbir.core.duplicates``: candidate pairs and their exact distances), the colour vectors already transformed.
@@ -29,6 +30,7 @@ from cbir.core import duplicates as dup
 from cbir.index import Index
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+CELL_REGION = (np.arange(16) * 3 // 16)[:, None] * 3 + (np.arange(16) * 3 // 16)  # 3x3 region of each thumbnail cell
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data", "wang1000"))
 
 
@@ -46,36 +48,40 @@ def base_index(data, folder):
 
 
 def synthetic(raw, thumbs, n, perms, seed=0, chunk=20_000):
-    """Yields (histograms (m, B*K) float32, thumbnails (m, 256) uint8) chunks of n synthetic images."""
+    """Yields (histograms (m, B*K) float32, thumbnails (m, 256) uint8) chunks of n synthetic images: mosaics of
+    nine real photos; 20% of them burst-like neighbours (+-30% noise per bin), 10% near copies (a random rotation
+    or mirror, +-5% noise) of a photo made before them, chosen uniformly (so groups stay small, as in a library)."""
     rng = np.random.default_rng(seed)
     shape_perms = dup.thumbnail_permutations()
     m = len(raw)
-    made_x, made_t = [], []  # a pool of earlier rows to copy from
+    earlier_x, earlier_t = [], []  # every row made so far, to copy from
     for start in range(0, n, chunk):
         size = min(chunk, n - start)
-        base = rng.integers(0, m, (size, 3))
-        w = rng.dirichlet([0.3] * 3, size).astype(np.float32)
-        x = np.einsum("nj,njbk->nbk", w, raw[base])
-        t = np.einsum("nj,njd->nd", w, thumbs[base].astype(np.float32))
+        # a mosaic: each of the 3x3 regions (histogram, and the matching cells of the thumbnail) from another photo
+        base = rng.integers(0, m, (size, 9))
+        x = np.empty((size, *raw.shape[1:]), np.float32)
+        x[:, 1:] = raw[base, np.arange(1, 10)]
+        x[:, 0] = x[:, 1:].mean(1)  # the whole picture: the regions together (equal areas)
+        t = thumbs.reshape(m, 16, 16)[base[:, CELL_REGION], np.arange(16)[:, None], np.arange(16)]
+        t = t.reshape(size, 256).astype(np.float32)
         kind = rng.random(size)
         for lo, hi, noise, sym in ((0.7, 0.9, 0.3, False), (0.9, 1.0, 0.05, True)):
-            rows = np.flatnonzero((kind >= lo) & (kind < hi))
-            if start == 0:
-                rows = rows[rows >= size // 10]  # the first rows have nothing before them to copy
-            pool_x = np.concatenate(made_x + [x[: size // 10]]) if made_x else x[: size // 10]
-            pool_t = np.concatenate(made_t + [t[: size // 10]]) if made_t else t[: size // 10]
-            src = rng.integers(0, len(pool_x), len(rows))
+            rows = np.flatnonzero((kind >= lo) & (kind < hi) & (np.arange(size) + start > 0))
+            # the source: any row made before, in earlier chunks or earlier in this one
+            src = (rng.random(len(rows)) * (start + rows)).astype(np.int64)
+            pool_x = np.concatenate(earlier_x + [x.reshape(size, *raw.shape[1:])])
+            pool_t = np.concatenate(earlier_t + [t])
             g = rng.integers(0, 8, len(rows)) if sym else np.zeros(len(rows), int)
             v = pool_x[src][np.arange(len(rows))[:, None], perms[g]]
             v *= rng.uniform(1 - noise, 1 + noise, v.shape).astype(np.float32)
             x[rows] = v / v.sum(-1, keepdims=True)
             t[rows] = pool_t[src][np.arange(len(rows))[:, None], shape_perms[g]] + \
                 rng.normal(0, 40 * noise, (len(rows), t.shape[1]))
+        earlier_x.append(x.copy())
+        earlier_t.append(t.copy())
         low, high = t.min(1, keepdims=True), t.max(1, keepdims=True)
-        t = np.round((t - low) * (255 / np.maximum(high - low, 1e-6))).astype(np.uint8)
-        made_x.append(x[: size // 20])
-        made_t.append(t[: size // 20].astype(np.float32))
-        yield x.reshape(size, -1).astype(np.float32), t
+        yield (x.reshape(size, -1).astype(np.float32),
+               np.round((t - low) * (255 / np.maximum(high - low, 1e-6))).astype(np.uint8))
 
 
 def write_index(base_db, db, raw, thumbs, n, perms):
