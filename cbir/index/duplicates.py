@@ -164,7 +164,9 @@ def _find(store, tier, threshold, tuning, progress, started):
         rule = core.Rule().scaled(core.colour_unit(n_colours, block_weights(settings.layout)))
         rows_with = np.flatnonzero(present)
         try:
-            i, j = core.candidate_pairs(colour[rows_with], structure[rows_with], perms, rule,
+            everyone = len(rows_with) == n  # then no copy of the colour matrix (512 MB at 100k)
+            i, j = core.candidate_pairs(colour if everyone else colour[rows_with],
+                                        structure if everyone else structure[rows_with], perms, rule,
                                         threshold if tier == 3 else 1e-9, block=tuning.duplicates_block,
                                         limit=tuning.duplicates_pairs_limit, progress=progress,
                                         threads=tuning.duplicates_threads or default_workers())

@@ -67,8 +67,9 @@ def synthetic(raw, thumbs, n, perms, seed=0, chunk=20_000):
         kind = rng.random(size)
         for lo, hi, noise, sym in ((0.7, 0.9, 0.3, False), (0.9, 1.0, 0.05, True)):
             rows = np.flatnonzero((kind >= lo) & (kind < hi) & (np.arange(size) + start > 0))
-            # the source: any row made before, in earlier chunks or earlier in this one
-            src = (rng.random(len(rows)) * (start + rows)).astype(np.int64)
+            # the source: any row made before (among the last chunks kept), in earlier chunks or earlier in this one
+            kept = sum(len(e) for e in earlier_x)
+            src = (rng.random(len(rows)) * (kept + rows)).astype(np.int64)
             pool_x = np.concatenate(earlier_x + [x.reshape(size, *raw.shape[1:])])
             pool_t = np.concatenate(earlier_t + [t])
             g = rng.integers(0, 8, len(rows)) if sym else np.zeros(len(rows), int)
@@ -79,6 +80,7 @@ def synthetic(raw, thumbs, n, perms, seed=0, chunk=20_000):
                 rng.normal(0, 40 * noise, (len(rows), t.shape[1]))
         earlier_x.append(x.copy())
         earlier_t.append(t.copy())
+        del earlier_x[:-10], earlier_t[:-10]  # copy from the last 200,000 rows at most: bounded memory at 1M
         low, high = t.min(1, keepdims=True), t.max(1, keepdims=True)
         yield (x.reshape(size, -1).astype(np.float32),
                np.round((t - low) * (255 / np.maximum(high - low, 1e-6))).astype(np.uint8))
