@@ -24,6 +24,12 @@ class Remedy(str, Enum):
     CHECK = "check"  # the database changed under a query, or is damaged: check it
     REINDEX = "reindex"  # indexed files are gone or changed: indexing their folders again brings the index in step
     GIVE_COLOUR = "give-colour"  # a colour query without any colour
+    RUN_AGAIN = "run-again"  # an index run stopped part-way: the same run again completes it
+    INSTALL_CLUSTER = "install-cluster"  # a cluster run without Dask installed
+    SHIP_BYTES = "ship-bytes"  # cluster workers that cannot see the files
+    PRUNE = "prune"  # indexed files are missing on disk: forget them first
+    FREE_SPACE = "free-space"  # the disk is full (or failed): what was finished is kept; free space and run again
+    WRITABLE_COPY = "writable-copy"  # the database may be read here but not written
 
 
 # Advice for a Python caller; the CLI has its own table (cbir/cli/output.py).
@@ -37,8 +43,14 @@ _PYTHON_ADVICE = {
                        "crashes it",
     Remedy.DATABASE_FILE: "pass the path of the database file",
     Remedy.CHECK: "check it with Index.check(path)",
-    Remedy.REINDEX: "add their folders again with Index.add (files gone from them are forgotten)",
+    Remedy.REINDEX: "forget the missing ones with Index.prune(); add their folders again to update the others",
     Remedy.GIVE_COLOUR: "e.g. parse_target(['#1e90ff:40'])",
+    Remedy.RUN_AGAIN: "add the same paths again to complete the run",
+    Remedy.INSTALL_CLUSTER: "install it with: pip install 'cbir[cluster]'",
+    Remedy.SHIP_BYTES: "or send the files' bytes with ship_bytes=True",
+    Remedy.PRUNE: "forget them first with Index.prune() (or Index.remove(paths)), or add their folders too",
+    Remedy.FREE_SPACE: "free some disk space, then call it again (what was finished is kept)",
+    Remedy.WRITABLE_COPY: "add photos to a copy of it in a folder you may write to",
 }
 
 
@@ -82,6 +94,11 @@ class SettingsError(CbirError):
 
 class ColourError(CbirError):
     """A colour or a colour query cannot be understood."""
+
+
+class ClusterError(CbirError):
+    """A Dask cluster that cannot be used: Dask not installed, the scheduler unreachable or gone mid-run, no
+    workers, or workers unfit for the run."""
 
 
 class EvaluationError(CbirError):

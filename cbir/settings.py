@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar
 
@@ -65,8 +66,10 @@ class Settings:
             problems.append(f"power must be in (0, 1], got {self.power}")
         if self.kernel not in KERNELS:
             problems.append(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
-        if not self.sigma > 0:
-            problems.append(f"sigma must be positive, got {self.sigma}")
+        if not 0 < self.sigma < math.inf:
+            problems.append(f"sigma must be positive and finite, got {self.sigma}")
+        if not 0 <= self.seed < 1 << 63:
+            problems.append(f"seed must be in 0..2**63-1, got {self.seed}")
         if problems:
             raise SettingsError("; ".join(problems))
 

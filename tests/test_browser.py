@@ -66,7 +66,7 @@ def test_every_thumbnail_loads_and_every_result_is_shown(cli, tmp_path):
     for i in range(7):
         write_image(folder / (f"p{i}.png" if i % 2 else f"p{i} ü.jpg"), make_photo(i, size=(90, 120)))
     db = tmp_path / "i.db"
-    assert cli("index", folder, "--db", db, "--colors", 16)[0] == 0
+    assert cli("index", folder, "--db", db, "--codebook-size", 16)[0] == 0
     page = tmp_path / "results.html"
     code, _, err = cli("query", folder / "p1.png", folder / "p2 ü.jpg", "--color", "navy:40", "--db", db,
                        "-n", 5, "--html", page, "--quiet")

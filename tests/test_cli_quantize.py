@@ -88,3 +88,64 @@ def test_grayscale_16bit_and_alpha_files_quantize(cli, tmp_path):
         code, stdout, stderr = cli("quantize", tmp_path / name, "-k", 3, "--json")
         assert code == 0, stderr
         assert json.loads(stdout)["results"][0]["colors"] <= 3
+
+
+def png_header(path):
+    data = path.read_bytes()
+    return data[24], data[25]  # bit depth, colour type
+
+
+@pytest.mark.parametrize("k, depth", [(2, 1), (4, 2), (16, 4), (64, 8)])
+def test_png_output_is_a_palette_image_at_the_smallest_depth(cli, image_file, tmp_path, k, depth):
+    out = tmp_path / "out.png"
+    code, stdout, stderr = cli("quantize", image_file, "-k", k, "-o", out, "--json")
+    assert code == 0, stderr
+    document = json.loads(stdout)
+    assert png_header(out) == (depth, 3)
+    colours = np.array([[int(p["hex"][i:i + 2], 16) for i in (1, 3, 5)] for p in document["results"][0]["palette"]])
+    pixels = read_image(out).reshape(-1, 3)
+    assert set(map(tuple, np.unique(pixels, axis=0))) <= set(map(tuple, colours))
+    assert document["written"][0]["bytes"] == out.stat().st_size
+
+
+def test_rgb_keeps_a_true_colour_copy(cli, image_file, tmp_path):
+    palette_png, true_colour = tmp_path / "p.png", tmp_path / "t.png"
+    assert cli("quantize", image_file, "-k", 8, "-o", palette_png)[0] == 0
+    assert cli("quantize", image_file, "-k", 8, "-o", true_colour, "--rgb")[0] == 0
+    assert png_header(palette_png)[1] == 3 and png_header(true_colour)[1] == 2
+    np.testing.assert_array_equal(read_image(palette_png), read_image(true_colour))
+    assert palette_png.stat().st_size < true_colour.stat().st_size
+
+
+def test_gif_and_dither(cli, image_file, tmp_path):
+    plain, dithered = tmp_path / "plain.gif", tmp_path / "dithered.gif"
+    assert cli("quantize", image_file, "-k", 6, "-o", plain)[0] == 0
+    code, stdout, stderr = cli("quantize", image_file, "-k", 6, "-o", dithered, "--dither", "floyd-steinberg")
+    assert code == 0, stderr
+    assert "palette" in stderr and "KiB" in stderr
+    a, b = read_image(plain), read_image(dithered)
+    assert len(np.unique(b.reshape(-1, 3), axis=0)) <= 6 and not np.array_equal(a, b)
+
+
+def test_alpha_is_kept_in_a_palette_png(cli, tmp_path, photo):
+    source = tmp_path / "alpha.png"
+    alpha = np.zeros(photo.shape[:2] + (1,), np.uint8)
+    alpha[:, photo.shape[1] // 2:] = 255
+    write_image(source, np.concatenate([photo, alpha], axis=2))
+    out = tmp_path / "out.png"
+    code, stdout, stderr = cli("quantize", source, "-k", 8, "-o", out, "--json")
+    assert code == 0, stderr
+    document = json.loads(stdout)
+    assert document["alpha"] is True and any(p["alpha"] == 0 for p in document["results"][0]["palette"])
+    result = read_image(out, alpha=True)
+    assert result.shape[2] == 4
+    np.testing.assert_array_equal(result[..., 3], alpha[..., 0])
+
+
+@pytest.mark.parametrize("args", [["-k", "300"], ["--rgb", "-k", "4", "--out-gif"], ["--dither", "ordered"]])
+def test_palette_usage_errors(cli, image_file, tmp_path, args):
+    out = tmp_path / ("out.gif" if "--out-gif" in args else "out.png")
+    args = [a for a in args if a != "--out-gif"]
+    code, stdout, stderr = cli("quantize", image_file, *args, "-o", out)
+    assert code == 2, stderr
+    assert not out.exists()

@@ -1,16 +1,20 @@
 import json
+import os
 
 import numpy as np
 import pytest
-from helpers import write_photos
+from helpers import ROOT, write_photos
 
 from cbir import Index
 from cbir.core.colour_query import (
+    SIMILAR,
     ColourError,
+    missing_shares,
+    near_colours,
     parse_colour,
     parse_target,
+    rank_colour_matches,
     rest_share,
-    target_histogram,
 )
 from cbir.imageio import write_image
 
@@ -56,16 +60,75 @@ def test_bad_targets(specs, message):
         parse_target(specs)
 
 
-def test_target_histogram_puts_shares_on_the_lut_colour_and_spreads_the_rest():
-    lut = np.zeros(1 << 18, np.int32)
-    lut[-1] = 2  # white -> colour 2, everything else -> colour 0
-    background = np.array([1.0, 1.0, 2.0, 0.0])
-    hist = target_histogram(np.array([[255, 255, 255]], np.uint8), [0.6], lut, background, n_blocks=3)
-    assert hist.dtype == np.float32 and hist.shape == (12,)
-    assert hist[:4] == pytest.approx([0.1, 0.1, 0.6 + 0.2, 0.0])
-    assert np.array_equal(hist[:4], hist[4:8]) and np.array_equal(hist[:4], hist[8:])
-    with pytest.raises(ValueError):
-        target_histogram(np.array([[0, 0, 0]], np.uint8), [1.2], lut, background)
+def test_near_colours_against_a_naive_loop():
+    """A codebook colour counts for its nearest requested colour when within ΔE 25; a requested colour with none
+    that close gets its nearest codebook colour: against a plain loop over random colours."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        codebook = rng.uniform([0, -80, -80], [100, 80, 80], (12, 3))
+        targets = rng.uniform([0, -80, -80], [100, 80, 80], (3, 3))
+        expected = np.zeros((12, 3))
+        for k, colour in enumerate(codebook):
+            d = [np.linalg.norm(colour - t) for t in targets]
+            if min(d) <= SIMILAR:
+                expected[k, int(np.argmin(d))] = 1
+        for t, target in enumerate(targets):
+            if not expected[:, t].any():
+                expected[int(np.argmin([np.linalg.norm(c - target) for c in codebook])), t] = 1
+        assert np.array_equal(near_colours(codebook, targets), expected)
+
+
+def test_missing_shares_and_ranking():
+    shares = np.array([[0.5, 0.5, 0.0], [0.1, 0.1, 0.8], [0.3, 0.0, 0.7], [0.3, 0.3, 0.4]])
+    near = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    missing, found = missing_shares(shares, near, [0.3, 0.2])
+    assert found.tolist() == [[0.5, 0.5], [0.1, 0.1], [0.3, 0.0], [0.3, 0.3]]
+    assert missing == pytest.approx([0, 0.3, 0.2, 0])
+    # no share missing: first the one with more of the requested colours; ties kept in row order
+    assert rank_colour_matches(missing, found, 0).tolist() == [0, 3, 2, 1]
+    assert rank_colour_matches(missing, found, 2).tolist() == [0, 3]
+    assert rank_colour_matches(np.zeros(3), np.zeros((3, 1)), 2).tolist() == [0, 1]
+
+
+def busy_picture(seed, size=(48, 64)):
+    """A picture of 8x8 tiles in random colours: a little of everything."""
+    rng = np.random.default_rng(seed)
+    tiles = rng.integers(0, 256, (size[0] // 8, size[1] // 8, 3), dtype=np.uint8)
+    return np.repeat(np.repeat(tiles, 8, axis=0), 8, axis=1)
+
+
+def test_a_colour_query_with_a_rest_finds_the_colours_not_a_busy_picture(tmp_path):
+    """The README's own query, 40% dodger blue and 20% white and any rest: sky and clouds over a dark field beat
+    pictures holding a little of every colour (the old design, which spread the rest over the collection's average
+    colours, ranked the busy pictures first)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    sky = np.zeros((48, 64, 3), np.uint8)
+    sky[:24] = (40, 140, 250)   # ΔE 5 from #1e90ff: 50%
+    sky[24:36] = (250, 250, 250)  # 25% white clouds
+    sky[36:] = (40, 70, 20)     # 25% dark field
+    write_image(folder / "sky.png", sky)
+    for i in range(6):
+        write_image(folder / f"busy{i}.png", busy_picture(i))
+    for i, colour in enumerate([(200, 40, 30), (230, 200, 40), (90, 60, 40)]):
+        write_image(folder / f"plain{i}.png", np.full((48, 64, 3), colour, np.uint8))
+    with Index.open(tmp_path / "i.db", create=True) as index:
+        index.add(folder, settings={"colors": 32})
+        results = index.search_colours(parse_target(["#1e90ff:40", "white:20"]), n=3)
+    assert os.path.basename(results[0].path) == "sky.png"
+    assert results[0].distance < results[1].distance
+    assert results[0].found[0] >= 0.4 and results[0].found[1] >= 0.2
+
+
+def test_a_far_colour_is_named_on_stderr(cli):
+    """blue is far from every colour of the sample's codebook: the query says what it is matched as."""
+    db = ROOT / "sample_index" / "index.db"
+    code, out, err = cli("query", "--color", "blue:30", "--color", "white:10", "--db", db, "-n", 2,
+                         "--format", "paths")
+    assert code == 0 and len(out.splitlines()) == 2
+    assert "note: blue is matched as #253051, ΔE 114" in err and "white" not in err
+    code, out, err = cli("query", "--color", "blue:30", "--db", db, "-n", 1, "-q")
+    assert code == 0 and err == ""
 
 
 @pytest.fixture
@@ -81,7 +144,7 @@ def painted(tmp_path):
 @pytest.mark.parametrize("layout", ["global", "global+3x3"])
 def test_colour_query_finds_the_picture_painted_in_those_colours(cli, painted, tmp_path, layout):
     db = tmp_path / "i.db"
-    assert cli("index", painted, "--db", db, "--colors", 16, "--layout", layout)[0] == 0
+    assert cli("index", painted, "--db", db, "--codebook-size", 16, "--layout", layout)[0] == 0
     code, out, err = cli("query", "--color", "dodgerblue:40", "--color", "white:60", "--db", db, "--json", "-n", 3)
     assert code == 0 and err == ""
     document = json.loads(out)
@@ -97,30 +160,21 @@ def test_colour_query_finds_the_picture_painted_in_those_colours(cli, painted, t
 
 def test_colour_and_image_queries_together_and_table_output(cli, painted, tmp_path):
     db = tmp_path / "i.db"
-    cli("index", painted, "--db", db, "--colors", 16)
+    cli("index", painted, "--db", db, "--codebook-size", 16)
     code, out, _ = cli("query", painted / "p1.png", "--color", "white", "--db", db, "--json", "-n", 2)
     lines = [json.loads(line) for line in out.strip().splitlines()]
     assert code == 0 and [d["query"] for d in lines] == ["white 100%", str(painted / "p1.png")]
-    code, out, _ = cli("query", "--color", "white:50", "--db", db, "-n", 2)
+    code, out, _ = cli("query", "--color", "white:50", "--db", db, "-n", 2, "--format", "table")
     assert code == 0 and "query: white 50%, any colour 50%" in out
 
 
 def test_colour_query_errors(cli, painted, tmp_path):
     db = tmp_path / "i.db"
-    cli("index", painted, "--db", db, "--colors", 16)
+    cli("index", painted, "--db", db, "--codebook-size", 16)
     code, out, err = cli("query", "--db", db)
     assert code == 2 and out == "" and "--color" in err
+    # a colour that cannot be read is a bad option value: a usage error (exit 2), as --layout foo is
     code, out, err = cli("query", "--color", "blurple:20", "--db", db)
-    assert code == 1 and out == "" and err.startswith("Error: 'blurple' is not a colour")
+    assert code == 2 and out == "" and "'blurple' is not a colour" in err and "--color" in err
     code, out, err = cli("query", "--color", "red:80", "--color", "blue:80", "--db", db)
-    assert code == 1 and "at most 100" in err
-
-
-def test_colour_vector_for_block_layouts(painted, tmp_path):
-    with Index.open(tmp_path / "g.db", create=True) as index:
-        index.add([painted], settings={"colors": 8, "layout": "global+2x2"})
-        target = parse_target(["white:50", "navy:50"])
-        vector = index.colour_vector(target)
-        assert vector.shape == (5 * 8,)
-        assert np.allclose(vector.reshape(5, 8).sum(1), 1) and np.allclose(vector.reshape(5, 8), vector[:8])
-        assert index.search_vectors([vector], 1)[0][0].path.endswith(".png")
+    assert code == 2 and "at most 100" in err

@@ -115,7 +115,7 @@ def run_to_completion(cli, collection, db):
 
 def test_sigkill_mid_run_loses_nothing_and_the_rerun_completes(cli, collection, tmp_path):
     db = tmp_path / "i.db"
-    process = cbir_process(tmp_path, "index", collection, "--db", db, "--colors", 8, "--quiet")
+    process = cbir_process(tmp_path, "index", collection, "--db", db, "--codebook-size", 8, "--quiet")
     wait_until(lambda: committed_images(db) >= BATCH, process, "the first batch was committed")
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=WAIT)
@@ -131,7 +131,7 @@ def test_sigkill_mid_run_loses_nothing_and_the_rerun_completes(cli, collection, 
 
 def test_ctrl_c_keeps_what_was_done_says_so_and_exits_130(cli, collection, tmp_path):
     db = tmp_path / "i.db"
-    process = cbir_process(tmp_path, "index", collection, "--db", db, "--colors", 8, "--quiet")
+    process = cbir_process(tmp_path, "index", collection, "--db", db, "--codebook-size", 8, "--quiet")
     wait_until(lambda: committed_images(db) >= BATCH, process, "the first batch was committed")
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=WAIT)
@@ -147,7 +147,7 @@ def test_ctrl_c_keeps_what_was_done_says_so_and_exits_130(cli, collection, tmp_p
 
 def test_second_index_run_is_refused_clearly_while_the_first_completes(cli, collection, tmp_path):
     db = tmp_path / "i.db"
-    first = cbir_process(tmp_path, "index", collection, "--db", db, "--colors", 8, "--quiet")
+    first = cbir_process(tmp_path, "index", collection, "--db", db, "--codebook-size", 8, "--quiet")
     wait_until(lambda: committed_images(db) >= BATCH, first, "the first batch was committed")
     second = cbir_process(tmp_path, "index", collection, "--db", db, "--quiet", delay=0)
     out, err = second.communicate(timeout=WAIT)
@@ -175,7 +175,7 @@ def test_queries_and_checks_during_an_index_run_see_consistent_states(collection
     writer = cbir_process(tmp_path, "index", collection, "--db", db, "--quiet", delay=0.01)
     while writer.poll() is None or not states:
         with Index.open(db) as index:  # a new reader each time: sees the latest committed state, whole
-            results = index.search(query, n=0)
+            results = index.search(query, n=0, skip_self=False)
         n = len(results)
         # N_IMAGES // 2 images from first/, then whole batches of collection/ (first/ is removed last)
         assert n == N_IMAGES // 2 or n % BATCH == 0 or n == N_IMAGES + N_IMAGES // 2, n
@@ -185,7 +185,7 @@ def test_queries_and_checks_during_an_index_run_see_consistent_states(collection
     out, err = writer.communicate(timeout=WAIT)
     assert writer.returncode == 0, err
     with Index.open(db) as index:
-        assert len(index.search(query, n=0)) == N_IMAGES + N_IMAGES // 2
+        assert len(index.search(query, n=0, skip_self=False)) == N_IMAGES + N_IMAGES // 2
 
 
 def test_ctrl_c_before_any_image_exits_130_and_leaves_a_usable_database(cli, collection, tmp_path, monkeypatch):

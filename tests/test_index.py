@@ -19,12 +19,12 @@ def photos(tmp_path):
     return folder
 
 
-def test_index_then_query_ranks_itself_first_at_distance_zero(cli, photos, tmp_path):
+def test_index_then_query_ranks_itself_first_at_distance_zero_when_kept(cli, photos, tmp_path):
     db = tmp_path / "i.db"
-    code, out, err = cli("index", photos, "--db", db, "--colors", 16)
+    code, out, err = cli("index", photos, "--db", db, "--codebook-size", 16)
     assert code == 0, err
     assert out.strip().splitlines()[-1] == "added 7, updated 0, unchanged 0, removed 0, failed 0"
-    code, out, err = cli("query", photos / "p3.png", "--db", db, "--json", "-n", 3)
+    code, out, err = cli("query", photos / "p3.png", "--db", db, "--json", "-n", 3, "--keep-self")
     assert code == 0 and err == ""
     document = json.loads(out)
     assert document["query"] == str(photos / "p3.png")
@@ -35,25 +35,45 @@ def test_index_then_query_ranks_itself_first_at_distance_zero(cli, photos, tmp_p
     assert distances == sorted(distances)
 
 
+def test_an_indexed_query_file_is_left_out_of_its_own_results(cli, photos, tmp_path):
+    """--skip-self is the default: the query file, when indexed, does not take result 1 at distance 0; n results
+    still come back. A query file that is not indexed loses nothing."""
+    db = tmp_path / "i.db"
+    cli("index", photos, "--db", db, "--codebook-size", 16)
+    code, out, _ = cli("query", photos / "p3.png", "--db", db, "--json", "-n", 3)
+    results = json.loads(out)["results"]
+    assert code == 0 and len(results) == 3 and not any(r["path"].endswith("p3.png") for r in results)
+    assert results[0]["distance"] > 0 and [r["rank"] for r in results] == [1, 2, 3]
+    code, out, _ = cli("query", photos / "p3.png", "--db", db, "--json", "-n", 0)
+    assert len(json.loads(out)["results"]) == 6
+    outside = tmp_path / "copy.png"
+    outside.write_bytes((photos / "p3.png").read_bytes())
+    code, out, _ = cli("query", outside, "--db", db, "--json", "-n", 1)
+    assert json.loads(out)["results"][0]["path"].endswith("p3.png")
+    with Index.open(db) as index:
+        assert not any(r.path.endswith("p3.png") for r in index.search(photos / "p3.png", n=3))
+        assert index.search(photos / "p3.png", n=1, skip_self=False)[0].distance == 0
+
+
 def test_query_json_lines_and_full_ranking(cli, photos, tmp_path):
     db = tmp_path / "i.db"
-    cli("index", photos, "--db", db, "--colors", 16)
+    cli("index", photos, "--db", db, "--codebook-size", 16)
     code, out, _ = cli("query", photos / "p0.png", photos / "p1.png", "--db", db, "--json", "-n", 0)
     lines = out.strip().splitlines()
     assert code == 0 and len(lines) == 2
-    assert all(len(json.loads(line)["results"]) == 7 for line in lines)
+    assert all(len(json.loads(line)["results"]) == 6 for line in lines)  # all but the query file itself
 
 
 def test_table_output(cli, photos, tmp_path):
     db = tmp_path / "i.db"
-    cli("index", photos, "--db", db, "--colors", 16)
+    cli("index", photos, "--db", db, "--codebook-size", 16)
     code, out, _ = cli("query", photos / "p2.png", "--db", db, "-n", 2)
     assert code == 0 and "rank" in out and "p2.png" in out
 
 
 def test_incremental_add_modify_delete(cli, photos, tmp_path):
     db = tmp_path / "i.db"
-    cli("index", photos, "--db", db, "--colors", 16)
+    cli("index", photos, "--db", db, "--codebook-size", 16)
     code, out, _ = cli("index", photos, "--db", db)
     assert out.strip() == "added 0, updated 0, unchanged 7, removed 0, failed 0"
     write_image(photos / "new.png", make_photo(20))
@@ -67,15 +87,15 @@ def test_incremental_add_modify_delete(cli, photos, tmp_path):
     assert rows(db, "SELECT count(*) FROM images")[0][0] == 7
     assert rows(db, "SELECT count(*) FROM histograms")[0][0] == 7
     with Index.open(db) as index:
-        assert index.search(str(photos / "p1.png"), n=1)[0].path.endswith("p1.png")
-        assert index.search(str(photos / "p1.png"), n=1)[0].distance == 0.0
+        assert index.search(str(photos / "p1.png"), n=1, skip_self=False)[0].path.endswith("p1.png")
+        assert index.search(str(photos / "p1.png"), n=1, skip_self=False)[0].distance == 0.0
 
 
 def test_a_corrupt_file_among_good_ones_is_reported_and_skipped(cli, photos, tmp_path):
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (photos / "empty.png").write_bytes(b"")
     db = tmp_path / "i.db"
-    code, out, err = cli("index", photos, "--db", db, "--colors", 16)
+    code, out, err = cli("index", photos, "--db", db, "--codebook-size", 16)
     assert code == 3
     assert "failed 2" in out
     assert "broken.jpg" in err and "empty.png" in err and "Traceback" not in err
@@ -96,7 +116,9 @@ def test_query_on_missing_or_empty_database_is_a_clear_error(cli, photos, tmp_pa
     empty = tmp_path / "empty"
     empty.mkdir()
     code, _, err = cli("index", empty, "--db", tmp_path / "e.db")
-    assert code == 1 and err.startswith("Error: no image files")
+    assert code == 1 and err.startswith("Error: no image files") and not (tmp_path / "e.db").exists()
+    with Index.open(tmp_path / "e.db", create=True) as index:  # made, and something stored in it, but no codebook
+        index._store.write_batch(failures=[("x.png", "unreadable", 1, 1)])
     code, _, err = cli("query", photos / "p0.png", "--db", tmp_path / "e.db")
     assert code == 1 and err.startswith("Error:") and "index some photos first" in err
     assert not (tmp_path / "missing.db").exists()
@@ -104,7 +126,7 @@ def test_query_on_missing_or_empty_database_is_a_clear_error(cli, photos, tmp_pa
 
 def test_bad_query_image_is_a_clear_error(cli, photos, tmp_path):
     db = tmp_path / "i.db"
-    cli("index", photos, "--db", db, "--colors", 16)
+    cli("index", photos, "--db", db, "--codebook-size", 16)
     (tmp_path / "bad.jpg").write_bytes(b"garbage")
     code, out, err = cli("query", tmp_path / "bad.jpg", "--db", db)
     assert code == 1 and out == "" and err.startswith("Error:") and "bad.jpg" in err
@@ -112,11 +134,11 @@ def test_bad_query_image_is_a_clear_error(cli, photos, tmp_path):
 
 def test_other_codebook_size_needs_rebuild_and_rebuild_works(cli, photos, tmp_path):
     db = tmp_path / "i.db"
-    cli("index", photos, "--db", db, "--colors", 16)
-    code, _, err = cli("index", photos, "--db", db, "--colors", 32)
+    cli("index", photos, "--db", db, "--codebook-size", 16)
+    code, _, err = cli("index", photos, "--db", db, "--codebook-size", 32)
     assert code == 1 and "--rebuild" in err and "colors=16" in err
-    code, out, _ = cli("index", photos, "--db", db, "--colors", 32, "--rebuild")
-    assert code == 0 and "added 7" in out
+    code, out, _ = cli("index", photos, "--db", db, "--codebook-size", 32, "--rebuild")
+    assert code == 0 and out.strip() == "added 0, updated 7, unchanged 0, removed 0, failed 0"
     with Index.open(db) as index:
         assert len(index.codebook_colours()[0]) == 32
         assert index.histograms(index.image_paths()[0]).shape == (7, 32 * n_blocks(Settings().layout))
@@ -128,7 +150,7 @@ def test_other_codebook_size_needs_rebuild_and_rebuild_works(cli, photos, tmp_pa
 ])
 def test_database_of_another_schema_or_tampered_is_a_clear_error(cli, photos, tmp_path, tampering, message):
     db = tmp_path / "i.db"
-    cli("index", photos, "--db", db, "--colors", 16)
+    cli("index", photos, "--db", db, "--codebook-size", 16)
     with sqlite3.connect(db) as conn:
         conn.execute(tampering)
     code, _, err = cli("query", photos / "p0.png", "--db", db)
@@ -153,15 +175,15 @@ def test_awkward_path_names_round_trip(cli, tmp_path, name):
     write_image(folder / name, make_photo(1))
     write_image(folder / "other.png", make_photo(2))
     db = tmp_path / "i.db"
-    assert cli("index", folder, "--db", db, "--colors", 8)[0] == 0
-    code, out, _ = cli("query", folder / name, "--db", db, "--json")
+    assert cli("index", folder, "--db", db, "--codebook-size", 8)[0] == 0
+    code, out, _ = cli("query", folder / name, "--db", db, "--json", "--keep-self")
     assert code == 0
     assert os.path.basename(json.loads(out)["results"][0]["path"]) == name
 
 
 def test_info_reports_counts_and_settings(cli, photos, tmp_path):
     db = tmp_path / "i.db"
-    cli("index", photos, "--db", db, "--colors", 16)
+    cli("index", photos, "--db", db, "--codebook-size", 16)
     code, out, _ = cli("info", "--db", db, "--json")
     info = json.loads(out)
     assert code == 0 and info["images"] == 7 and info["failures"] == 0
@@ -176,7 +198,7 @@ def test_python_api_searches_by_array_and_by_path(photos, tmp_path):
     with Index.open(tmp_path / "i.db", create=True) as index:
         report = index.add([photos], settings={"colors": 16})
         assert report.added == 7 and report.failed == 0
-        by_path = index.search(str(photos / "p4.png"), n=3)
+        by_path = index.search(str(photos / "p4.png"), n=3, skip_self=False)
         by_array = index.search(read_image(photos / "p4.png"), n=3)
         assert [r.path for r in by_path] == [r.path for r in by_array]
         assert by_path[0].distance == 0.0
@@ -186,5 +208,5 @@ def test_python_api_searches_by_array_and_by_path(photos, tmp_path):
 
 def test_db_from_environment_variable(cli, photos, tmp_path):
     db = tmp_path / "env.db"
-    code, _, _ = cli("index", photos, "--colors", 8, env={"CBIR_DB": str(db)})
+    code, _, _ = cli("index", photos, "--codebook-size", 8, env={"CBIR_DB": str(db)})
     assert code == 0 and db.exists()

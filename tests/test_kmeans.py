@@ -75,3 +75,20 @@ def test_nearest_centre_matches_brute_force():
     points, centres = rng.normal(0, 10, (3000, 3)), rng.normal(0, 10, (17, 3))
     brute = ((points[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
     np.testing.assert_array_equal(nearest_centre(points, centres), brute)
+
+
+@pytest.mark.parametrize("k", [40, 200])
+def test_matrix_product_distances_give_the_same_clustering(k):
+    from cbir.core.kmeans import weighted_kmeans
+
+    rng = np.random.default_rng(k)
+    points = rng.random((3000, 6)) * 100
+    weights = rng.integers(1, 20, 3000)
+    start = points[rng.choice(3000, k, replace=False)]
+    a = weighted_kmeans(points, weights, k, init=start, max_iter=20)
+    b = weighted_kmeans(points, weights, k, init=start, max_iter=20, matmul=True)
+    assert b.inertia == pytest.approx(a.inertia, rel=1e-6)
+    assert (a.labels == b.labels).mean() > 0.999
+    # Hamerly's labels after the last step are each point's nearest centre
+    d2 = ((points[:, None, :] - b.centres[None].astype(np.float64)) ** 2).sum(-1)
+    np.testing.assert_allclose(d2[np.arange(3000), b.labels], d2.min(1), rtol=1e-4)

@@ -32,7 +32,7 @@ def indexed(cli, tmp_path):
     folder = write_photos(tmp_path / "photos", 5)
     write_image(folder / AWKWARD, make_photo(9))
     db = tmp_path / "i.db"
-    assert cli("index", folder, "--db", db, "--colors", 16)[0] == 0
+    assert cli("index", folder, "--db", db, "--codebook-size", 16)[0] == 0
     return folder, db
 
 

@@ -9,10 +9,12 @@ from cbir.core.backends import (
     QuadraticFormSearch,
 )
 from cbir.core.qfd import (
+    distance_terms,
     factor,
     nearest_psd,
     quadratic_form_distances,
     similarity_matrix,
+    square_root,
 )
 
 
@@ -135,3 +137,35 @@ def test_block_weights_must_match_the_blocks():
         QuadraticFormSearch.build(vectors, a, blocks=2, weights=[1.0])
     with pytest.raises(ValueError, match="positive"):
         L1Search(vectors, 2, [1.0, 0.0])
+
+
+@pytest.mark.parametrize("kernel", ["qbic", "gaussian"])
+def test_distance_terms_split_the_naive_distance_exactly(kernel):
+    """The terms by block and colour are non-negative and add up to the naive formula's d^2; each block's terms add
+    up to that block's weighted quadratic form."""
+    k, blocks, weights = 16, 3, [1.0, 0.5, 0.5]
+    a = similarity_matrix(random_lab(k, 3), kernel, sigma=40.0)
+    root = square_root(a)
+    np.testing.assert_allclose(root, root.T, atol=1e-12)
+    np.testing.assert_allclose(root @ root, a, atol=1e-10)
+    vectors = random_histograms(30, k * blocks, 4, blocks)
+    query = random_histograms(1, k * blocks, 5, blocks)[0]
+    terms, signed = distance_terms(vectors, query, root, power=1 / 3, weights=weights)
+    assert terms.shape == signed.shape == (30, blocks, k) and (terms >= 0).all()
+    naive = NaiveQuadraticFormSearch(vectors, a, power=1 / 3, blocks=blocks, weights=weights).distances(query)
+    np.testing.assert_allclose(np.sqrt(terms.sum(axis=(1, 2))), naive, rtol=1e-9)
+    x, q = vectors[7].astype(np.float64) ** (1 / 3), query.astype(np.float64) ** (1 / 3)
+    for b, w in enumerate(weights):
+        d = (x - q)[b * k : (b + 1) * k]
+        np.testing.assert_allclose(terms[7, b].sum(), w * d @ a @ d, rtol=1e-9)
+
+
+def test_distance_terms_say_which_colour_there_is_more_of():
+    """Two far-apart colours (A nearly the identity): an image with more of colour 0 than the query gets a positive
+    sign on colour 0 and a negative one on colour 1, and nearly all of d^2 on those two."""
+    a = similarity_matrix(np.array([[20.0, 0, 0], [80.0, 60, 60], [50.0, -60, 40]]), "gaussian", sigma=400.0)
+    terms, signed = distance_terms([[0.7, 0.1, 0.2]], [0.2, 0.6, 0.2], square_root(a))
+    assert signed[0, 0, 0] > 0 > signed[0, 0, 1]
+    assert terms[0, 0, :2].sum() > 0.99 * terms.sum()
+    with pytest.raises(ValueError, match="weights"):
+        distance_terms([[0.5, 0.5, 0.0]], [0.2, 0.6, 0.2], square_root(a), weights=[1.0, 1.0])

@@ -27,12 +27,12 @@ def check_command(
     else:
         for finding in report.findings:
             hint = advice(finding.remedy, db)
-            stdout.print(f"{'ok' if finding.ok else 'PROBLEM'}: {finding.name}: {finding.detail}"
+            stdout.print(f"{'ok' if finding.ok else 'PROBLEM'}: {finding.name}: {one_line(finding.detail)}"
                          + (f"; {hint}" if hint else ""), markup=False)
             for item in finding.items:
                 stdout.print(f"  {one_line(str(item))}", markup=False)
         for warning in report.warnings:
-            stdout.print(f"warning: {warning}", markup=False)
-        stdout.print("consistent" if report.ok else f"problems found in {db}", markup=False)
+            stdout.print(f"warning: {one_line(warning)}", markup=False)
+        stdout.print("consistent" if report.ok else f"problems found in {one_line(str(db))}", markup=False)
     if not report.ok:
         raise typer.Exit(1)

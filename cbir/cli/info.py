@@ -1,5 +1,6 @@
 """``cbir info``: what an index database holds."""
 
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -8,14 +9,14 @@ import typer
 from ..imageio import write_image
 from ..viz.sheets import palette_swatch
 from .options import DbOption, JsonOption
-from .output import check_writable_image_path, print_json, reports_errors, stderr, stdout
+from .output import check_writable_image_path, one_line, print_json, reports_errors, stderr, stdout
 
 
 @reports_errors
 def info_command(
     db: DbOption = Path("cbir.db"),
     palette: Annotated[Optional[Path], typer.Option(
-        "--palette", help="Write the codebook as a swatch image, colours sized by their share of the collection.",
+        "--palette", metavar="FILE", help="Write the codebook as a swatch image, colours sized by their share of the collection.",
         show_default=False)] = None,
     json_output: JsonOption = False,
 ):
@@ -29,18 +30,28 @@ def info_command(
         if palette is not None:
             write_image(palette, palette_swatch(*index.codebook_colours(), 800, 64))
             if not json_output:
-                stderr.print(f"wrote {palette}", markup=False)
+                stderr.print(f"wrote {one_line(str(palette))}", markup=False)
     if json_output:
         info["failure_list"] = [{"path": f.stored_path, "reason": f.reason} for f in failures]
         print_json(info)
         return
-    stdout.print(f"database: {info['database']} ({info['bytes'] / 1e6:.1f} MB, schema {info['schema_version']})",
+    stdout.print(f"database: {one_line(info['database'])} ({info['bytes'] / 1e6:.1f} MB, schema {info['schema_version']})",
                  markup=False)
     stdout.print(f"images: {info['images']} indexed, {info['failures']} failed", markup=False)
     for failure in failures:
-        stdout.print(f"  failed: {failure.stored_path}: {failure.reason}", markup=False)
-    stdout.print(f"codebook: {info['codebook'] and len(info['codebook'])} colours", markup=False)
+        stdout.print(f"  failed: {one_line(failure.stored_path)}: {one_line(failure.reason)}", markup=False)
+    if info["pending"]:
+        stdout.print(f"  {info['pending']} awaiting a histogram (an interrupted rebuild): any cbir index run computes "
+                     "them", markup=False)
+    learned = ""
+    if info["codebook_images"] is not None:
+        when = time.strftime("%Y-%m-%d", time.localtime(info["codebook_learned_at"])) \
+            if isinstance(info["codebook_learned_at"], (int, float)) else "an unknown date"
+        learned = f", learned from {info['codebook_images']} images on {when}"
+    elif info["codebook"]:
+        learned = " (how many images it was learned from is not recorded: made by an older cbir)"
+    stdout.print(f"codebook: {info['codebook'] and len(info['codebook'])} colours{learned}", markup=False)
     for key, value in (info["settings"] or {}).items():
-        stdout.print(f"  {key}: {value}", markup=False)
+        stdout.print(f"  {one_line(str(key))}: {one_line(str(value))}", markup=False)
     if info["search_cache_rows"] is not None:
         stdout.print(f"search cache: {info['search_cache_rows']} transformed rows (opening reads them)", markup=False)

@@ -2,8 +2,11 @@
 
 ``QuadraticFormSearch`` is the engine: vectors are transformed once (y = L^T x^p per block, A = L L^T), a query
 is one matrix-vector product over all of them in float32, and the best candidates are then re-scored exactly in
-float64, so the distances and the order reported equal the naive formula's. The others (naive QFD, L1,
-chi-squared, histogram intersection) are references and comparisons over the same histograms.
+float64, so the distances and the order reported equal the naive formula's. A query can also be any point of the
+transformed space (several examples, relevance feedback: :mod:`cbir.core.feedback`): the same product, re-scored
+exactly as the Euclidean distance there. Full rankings of many queries at once (retrieval experiments) are one
+blocked float64 product, with near-ties re-scored exactly. The others (naive QFD, L1, chi-squared, histogram
+intersection) are references and comparisons over the same histograms.
 """
 
 import hashlib
@@ -94,7 +97,9 @@ class QuadraticFormSearch(_Search):
         """Keeps what it is given; use :meth:`build` or :meth:`from_chunks`, which factorise A and transform."""
         self.vectors = vectors
         self.similarity = similarity
-        self.factor = factor_l
+        # float32 for the candidate products; float64 for exact distances in the transformed space
+        self.factor = np.asarray(factor_l, np.float32)
+        self.factor64 = np.asarray(factor_l, np.float64)
         self.power = power
         self.blocks = blocks
         self.weights = _weights(weights, blocks)
@@ -130,7 +135,7 @@ class QuadraticFormSearch(_Search):
     def factorised(cls, vectors, similarity, *, power=1.0, blocks=1, weights=None):
         """A = L L^T factorised, nothing transformed yet: :meth:`use_transformed` completes it (from a cache)."""
         similarity = np.asarray(similarity, np.float64)
-        return cls(vectors, similarity, factor(similarity).astype(np.float32), power, blocks, weights)
+        return cls(vectors, similarity, factor(similarity), power, blocks, weights)
 
     def transform_chunks(self, chunks, capacity):
         """Transform every stored vector, given as row chunks (at most ``capacity`` rows), and search them."""
@@ -184,6 +189,101 @@ class QuadraticFormSearch(_Search):
                 order = np.lexsort((rows, d))[:n]
                 results.append((rows[order], d[order]))
         return [r[0] for r in results], [r[1] for r in results]
+
+    def search_points(self, points, n=10):
+        """Rank the stored vectors by their Euclidean distance to each of ``points (Q, B*K)``, points of the
+        transformed space (what :meth:`transform64` gives for histograms), best first; see :meth:`_Search.search`.
+
+        This is the quadratic-form distance to a query that need not be a histogram (a blend of several examples,
+        moved by relevance feedback): the same one matrix product as :meth:`search`, the candidates re-scored
+        exactly in float64 (:meth:`exact_to_point`).
+        """
+        points = np.atleast_2d(np.asarray(points, np.float64))
+        total = len(self.vectors)
+        n = min(n, total) if n else total
+        results = []
+        for start in range(0, len(points), self.QUERY_GROUP):
+            group = points[start : start + self.QUERY_GROUP]
+            scores = group.astype(np.float32) @ self.transformed.T if n < total else None
+            for j, point in enumerate(group):
+                if n == total:
+                    rows = np.arange(total)
+                else:
+                    rows = _smallest(np.subtract(self._half_norms, scores[j], out=scores[j]), max(2 * n, n + 32))
+                d = self.exact_to_point(rows, point)
+                order = np.lexsort((rows, d))[:n]
+                results.append((rows[order], d[order]))
+        return [r[0] for r in results], [r[1] for r in results]
+
+    def full_rankings(self, queries=None, *, points=None, rows=None, block=256):
+        """Full rankings of many queries at once, as :meth:`search` (``n=0``) or :meth:`search_points` would
+        give them one by one, but as one blocked float64 matrix product: what retrieval experiments need.
+
+        Parameters
+        ----------
+        queries : (Q, B*K) raw histograms, or None when ``points`` are given
+        points : (Q, B*K) points of the transformed space (see :meth:`search_points`)
+        rows : (M,) int, the stored rows to rank (default all)
+        block : queries per matrix product (bounds the memory: block x M float64)
+
+        Yields
+        ------
+        (M,) int64 for each query, rows ranked best first, in exactly the order of the exact float64 distances
+        (ties by row). The product ||y||^2 + ||q||^2 - 2 y.q differs from the exact distance by at most a few
+        ulps of ||y|| + ||q|| squared; wherever neighbouring values lie closer than a generous bound on that, the
+        rows between are re-scored exactly and ordered by the exact value, so the order is the exact one.
+        """
+        if (queries is None) == (points is None):
+            raise ValueError("give either queries (raw histograms) or points (of the transformed space)")
+        rows = np.arange(len(self.vectors)) if rows is None else np.asarray(rows, np.int64)
+        stored = self.transform64(self.vectors[rows])
+        stored_sq = np.einsum("nd,nd->n", stored, stored)
+        if points is None:  # as search() takes them: float32 histograms
+            queries = np.atleast_2d(np.asarray(queries, np.float32))
+        targets = self.transform64(queries) if points is None else np.atleast_2d(np.asarray(points, np.float64))
+        # |rounding| of the product and of the exact float64 formulas, bounded generously (measured 1e-15 relative)
+        tolerance = 8 * stored.shape[1] * np.finfo(np.float64).eps
+        largest = np.sqrt(stored_sq.max(initial=0.0))
+        for start in range(0, len(targets), block):
+            group = targets[start : start + block]
+            group_sq = np.einsum("nd,nd->n", group, group)
+            d2 = stored_sq[None, :] - 2 * (group @ stored.T)
+            d2 += group_sq[:, None]
+            order = np.argsort(d2, axis=1, kind="stable")
+            gaps = np.diff(np.take_along_axis(d2, order, 1), axis=1)
+            bound = 2 * tolerance * (np.sqrt(group_sq) + largest) ** 2
+            for j in range(len(group)):
+                close = np.flatnonzero(gaps[j] <= bound[j])
+                if len(close):
+                    target = group[j] if points is not None else queries[start + j]
+                    self._order_exactly(order[j], close, rows, target, points is not None)
+                yield rows[order[j]]
+
+    def _order_exactly(self, order, close, rows, target, is_point):
+        """Re-order in place each run of ``order`` whose neighbouring gaps (indices ``close``) are too small to
+        trust, by the exact distance, ties by row."""
+        breaks = np.flatnonzero(np.diff(close) > 1)
+        for first, last in zip(np.r_[close[0], close[breaks + 1]], np.r_[close[breaks], close[-1]] + 1):
+            run = order[first : last + 1]
+            stored_rows = rows[run]
+            exact = (self.exact_to_point(stored_rows, target) if is_point else self.exact(stored_rows, target))
+            order[first : last + 1] = run[np.lexsort((stored_rows, exact))]
+
+    def transform64(self, x):
+        """``(M, B*K)`` raw shares -> ``(M, B*K) float64`` points of the transformed space, where the Euclidean
+        distance is the QFD (the exact counterpart of :meth:`transform`)."""
+        x = np.atleast_2d(x)
+        k = len(self.factor64)
+        y = (self._shares(x, np.float64).reshape(len(x) * self.blocks, k) @ self.factor64)
+        y = y.reshape(len(x), self.blocks, k)
+        y *= np.sqrt(self.weights)[:, None]
+        return y.reshape(len(x), self.blocks * k)
+
+    def exact_to_point(self, rows, point):
+        """Exact float64 Euclidean distance, in the transformed space, from some stored rows to ``point``:
+        ``(len(rows),) float64``."""
+        diff = self.transform64(self.vectors[rows]) - np.asarray(point, np.float64)
+        return np.sqrt(np.einsum("nd,nd->n", diff, diff))
 
     def transform(self, x, out=None):
         """``(M, B*K)`` raw shares -> ``(M, B*K) float32`` vectors whose Euclidean distance is the QFD (written into

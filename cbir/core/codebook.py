@@ -24,8 +24,20 @@ def pool_colours(pool: np.ndarray, image: np.ndarray) -> None:
 
     Every image contributes 65536 counts in all (its shares scaled), so large photos do not outweigh small ones.
     """
-    counts = np.bincount(bin_index(image, POOL_BITS).ravel(), minlength=len(pool))
-    pool += np.rint(counts * (65536 / max(counts.sum(), 1))).astype(np.int64)
+    pool_counts(pool, *colour_counts(image))
+
+
+def colour_counts(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The colour bins an image ``(H, W, 3) uint8`` occupies and its pixels in each: ``bins (n,) int64``,
+    ``counts (n,) int64``. What :func:`pool_colours` adds, in a form small enough to send between processes."""
+    # Only the occupied bins: a bincount over all 2**18 bins cost as much as decoding the image (4.5 ms against
+    # 0.4 ms per 128x96 image, tests/benchmarks/bench_first_index.py), and the pool is the same.
+    return np.unique(bin_index(image, POOL_BITS).ravel(), return_counts=True)
+
+
+def pool_counts(pool: np.ndarray, bins: np.ndarray, counts: np.ndarray) -> None:
+    """Add one image's :func:`colour_counts` to ``pool`` in place, scaled to 65536 in all."""
+    pool[bins] += np.rint(counts * (65536 / max(int(counts.sum()), 1))).astype(np.int64)
 
 
 def learn_codebook(pool: np.ndarray, k: int, *, space: str = "lab", seed: int = 0

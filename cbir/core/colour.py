@@ -9,6 +9,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 SPACES = ("lab", "rgb")
+# Spaces of image quantization: rgblab measures RGB and CIELAB differences together, so a palette chosen in it keeps
+# both the RGB error and the perceptual error low (docs/benchmarks.md); the index's codebooks use SPACES.
+QUANTIZE_SPACES = ("rgblab", "lab", "rgb")
 
 # sRGB (linear) -> CIE XYZ, D65 white.
 _RGB_TO_XYZ = np.array(
@@ -90,21 +93,31 @@ def lab_to_srgb(lab: ArrayLike) -> np.ndarray:
 
 
 def to_space(rgb: ArrayLike, space: str) -> np.ndarray:
-    """sRGB colours -> working space. ``rgb : (..., 3)``; returns ``(..., 3) float32``."""
+    """sRGB colours -> working space. ``rgb : (..., 3)``; returns ``(..., 3) float32``, or ``(..., 6)`` for
+    ``rgblab`` (sRGB 0..255 and CIELAB side by side: squared distances add up the two errors)."""
     if space == "lab":
         return srgb_to_lab(rgb)
     if space == "rgb":
         return _check_colours(rgb).astype(np.float32)
-    raise ValueError(f"unknown colour space {space!r}; choose one of {', '.join(SPACES)}")
+    if space == "rgblab":
+        rgb = _check_colours(rgb)
+        return np.concatenate([rgb.astype(np.float32), srgb_to_lab(rgb)], axis=-1)
+    raise ValueError(f"unknown colour space {space!r}; choose one of {', '.join(QUANTIZE_SPACES)}")
 
 
 def from_space(colours: ArrayLike, space: str) -> np.ndarray:
-    """Working-space colours -> sRGB ``(..., 3) uint8``."""
+    """Working-space colours -> sRGB ``(..., 3) uint8``. An ``rgblab`` centre is a mean of colours: its RGB half
+    is their mean colour (its CIELAB half, a mean of CIELAB values, is not a colour's CIELAB exactly)."""
     if space == "lab":
         return lab_to_srgb(colours)
     if space == "rgb":
         return np.clip(np.rint(_check_colours(colours)), 0, 255).astype(np.uint8)
-    raise ValueError(f"unknown colour space {space!r}; choose one of {', '.join(SPACES)}")
+    if space == "rgblab":
+        colours = np.asarray(colours)
+        if colours.shape[-1:] != (6,):
+            raise ValueError(f"rgblab colours must have shape (..., 6), got {colours.shape}")
+        return np.clip(np.rint(colours[..., :3]), 0, 255).astype(np.uint8)
+    raise ValueError(f"unknown colour space {space!r}; choose one of {', '.join(QUANTIZE_SPACES)}")
 
 
 def bin_index(rgb: np.ndarray, bits: int) -> np.ndarray:

@@ -60,11 +60,13 @@ def region_map(height: int, width: int, layout: str) -> tuple[np.ndarray, int]:
     return regions, n_regions
 
 
-def _region_map(height, width, layout):
+def _region_map(height, width, layout, start=0, stop=None):
+    """Regions of rows ``start:stop`` of a ``height`` x ``width`` image: ``(stop - start, width) int32``."""
+    stop = height if stop is None else stop
     base = layout.removeprefix("global+")
     if base == "global":
-        return np.zeros((height, width), np.int32), 1
-    y = (np.arange(height) + 0.5) / height
+        return np.zeros((stop - start, width), np.int32), 1
+    y = (np.arange(start, stop) + 0.5) / height
     x = (np.arange(width) + 0.5) / width
     if base in ("2x2", "3x3"):
         n = int(base[0])
@@ -175,15 +177,52 @@ def region_counts(image: np.ndarray, lut: np.ndarray, n_colors: int, layout: str
 
 def _counts(image, lut, n_colors, layout, bits, method):
     """:func:`region_counts` as exact ``float32`` from the OpenCV path, else ``float64`` (numpy path)."""
+    if method == "auto" and _in_strips(image):
+        return _strip_counts(image, lut, n_colors, layout, bits)
     if method != "numpy" and _opencv_applies(image, lut, n_colors, layout, bits):
         return _opencv_counts(image, lut, n_colors, layout, bits)
     if method == "opencv":
         raise ValueError("the OpenCV path needs a read-only LUT from lookup_table, bits <= 7, a uint8 (H, W, 3) "
                          "image under 2**24 pixels and sides under 32767")
+    return _numpy_counts(image, lut, n_colors, layout, bits)
+
+
+def _numpy_counts(image, lut, n_colors, layout, bits, rows=None):
+    """The reference formulation; ``rows``: ``(start, stop, height)`` when ``image`` is that strip of a taller
+    image (regions are those of the whole image)."""
+    start, stop, height = rows or (0, image.shape[0], image.shape[0])
     labels = lut[bin_index(image, bits)]
-    regions, n_regions = region_map(image.shape[0], image.shape[1], layout)
+    regions, n_regions = _region_map(height, image.shape[1], layout, start, stop)
     counts = np.bincount((regions * n_colors + labels).ravel(), minlength=n_regions * n_colors)
     return counts.reshape(n_regions, n_colors).astype(np.float64)
+
+
+# --- large images, a strip of rows at a time ------------------------------------------------------------------
+# Counting a 100-megapixel image at once took temporaries of 20 bytes a pixel (2 GB, the numpy path); a strip of
+# STRIP_PIXELS at a time keeps them to a few tens of MB. Counts are integers, so the sum of the strips' counts is
+# exactly the count of the whole image: the histogram is the same bit for bit.
+STRIP_PIXELS = 1 << 22
+
+
+def _in_strips(image):
+    return (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+            and image.shape[0] > 1 and image.shape[0] * image.shape[1] >= 1 << 24)
+
+
+def _strip_counts(image, lut, n_colors, layout, bits, strip_pixels=STRIP_PIXELS):
+    """Counts of a large image, summed over strips of rows, as ``float64`` (exact integers)."""
+    height, width = image.shape[:2]
+    step = max(1, strip_pixels // width)
+    total = None
+    for start in range(0, height, step):
+        stop = min(height, start + step)
+        strip = image[start:stop]
+        if _opencv_applies(strip, lut, n_colors, layout, bits):
+            counts = _opencv_counts(strip, lut, n_colors, layout, bits, rows=(start, stop, height))
+        else:
+            counts = _numpy_counts(strip, lut, n_colors, layout, bits, rows=(start, stop, height))
+        total = counts.astype(np.float64) if total is None else total + counts
+    return total
 
 
 # --- the OpenCV path ------------------------------------------------------------------------------------------
@@ -204,14 +243,17 @@ def _opencv_applies(image, lut, n_colors, layout, bits):
             and 1 <= bits <= 7 and len(lut) == 1 << (3 * bits) and LANES * 9 * n_colors < 1 << 16)
 
 
-def _opencv_counts(image, lut, n_colors, layout, bits):
+def _opencv_counts(image, lut, n_colors, layout, bits, rows=None):
     height, width = image.shape[:2]
     packed = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2RGBA).view(np.uint32)
     np.right_shift(packed, 8 - bits, out=packed)
     np.bitwise_and(packed, ((1 << bits) - 1) * 0x010101, out=packed)
     labels = cv2.remap(_remap_table(lut, bits), packed.view(np.int16).reshape(height, width, 2), None,
                        cv2.INTER_NEAREST)
-    offsets, n_regions = _bin_offsets(height, width, layout, n_colors)
+    if rows is None:
+        offsets, n_regions = _bin_offsets(height, width, layout, n_colors)
+    else:  # a strip of a taller image: its own offsets (not cached, every strip differs)
+        offsets, n_regions = _offsets(*_region_map(rows[2], width, layout, rows[0], rows[1]), width, n_colors)
     n_bins = LANES * n_regions * n_colors
     counts = cv2.calcHist([cv2.add(labels, offsets)], [0], None, [n_bins], [0, n_bins])
     return counts.reshape(LANES, n_regions, n_colors).sum(0)  # float32 sums of integers < 2**24: exact
@@ -237,8 +279,11 @@ def _remap_table(lut, bits):
 @functools.lru_cache(maxsize=8)
 def _bin_offsets(height, width, layout, n_colors):
     """``n_colors * (region + n_regions * (column % LANES))`` of every pixel: ``(height, width) uint16``."""
-    regions, n_regions = region_map(height, width, layout)
-    lanes = np.arange(width) % LANES
-    offsets = (n_colors * (regions + n_regions * lanes[None, :])).astype(np.uint16)
+    offsets, n_regions = _offsets(*region_map(height, width, layout), width, n_colors)
     offsets.flags.writeable = False
     return offsets, n_regions
+
+
+def _offsets(regions, n_regions, width, n_colors):
+    lanes = np.arange(width) % LANES
+    return (n_colors * (regions + n_regions * lanes[None, :])).astype(np.uint16), n_regions

@@ -87,3 +87,58 @@ def quadratic_form_distances(x: ArrayLike, y: ArrayLike, a: ArrayLike) -> np.nda
     """
     diff = np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64)
     return np.maximum(np.einsum("nk,kl,nl->n", diff, np.asarray(a, dtype=np.float64), diff), 0)
+
+
+def square_root(a: ArrayLike) -> np.ndarray:
+    """The symmetric square root S of a symmetric PSD ``A`` (``S S = A``, ``S = S^T``): ``(K, K) float64``.
+
+    Unlike :func:`factor`, whose columns are eigen-directions, row k of S belongs to codebook colour k, so
+    ``||S x||^2 = x^T A x`` splits into one non-negative term per colour (see :func:`distance_terms`).
+    """
+    values, vectors = np.linalg.eigh(np.asarray(a, dtype=np.float64))
+    return (vectors * np.sqrt(np.maximum(values, 0))) @ vectors.T
+
+
+def distance_terms(x: ArrayLike, y: ArrayLike, root: ArrayLike, *, power: float = 1.0,
+                   weights: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The squared quadratic-form distance of each ``x`` to ``y``, split exactly by block and by colour.
+
+    With ``delta_b = x_b^p - y_b^p`` for each block b, ``d^2 = sum_b w_b ||S delta_b||^2`` (S = ``root``, S S = A);
+    the term of block b and colour k is ``w_b (S delta_b)_k^2``: non-negative, and the terms add up to d^2. Its
+    sign ``(S delta_b)_k`` says whether x holds more (> 0) or less (< 0) than y of colour k and the colours like it.
+
+    Parameters
+    ----------
+    x : (N, B*K) float, shares per block
+    y : (B*K,) float
+    root : (K, K) float, :func:`square_root` of the similarity matrix A
+    power : float, shares are compared raised to this power
+    weights : (B,) float, the blocks' weights, or None for all 1
+
+    Returns
+    -------
+    terms : (N, B, K) float64, each image's terms summing to its d^2
+    signed : (N, B, K) float64, ``(S delta_b)_k``
+
+    Examples
+    --------
+    >>> a = np.array([[1.0, 0.5], [0.5, 1.0]])
+    >>> terms, signed = distance_terms([[1.0, 0.0]], [0.0, 1.0], square_root(a))
+    >>> round(float(terms.sum()), 12), float(quadratic_form_distances([[1.0, 0.0]], [0.0, 1.0], a)[0])
+    (1.0, 1.0)
+    >>> bool(signed[0, 0, 0] > 0), bool(signed[0, 0, 1] < 0)  # x holds more of colour 0, less of colour 1
+    (True, True)
+    """
+    root = np.asarray(root, dtype=np.float64)
+    k = len(root)
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if root.shape != (k, k) or x.shape[1] != len(y) or len(y) % k:
+        raise ValueError(f"x must be (N, B*{k}) and y (B*{k},) with root (K, K), got {x.shape}, {y.shape} and "
+                         f"{root.shape}")
+    blocks = len(y) // k
+    weights = np.ones(blocks) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    if weights.shape != (blocks,):
+        raise ValueError(f"weights must hold {blocks} numbers, one per block, got shape {weights.shape}")
+    signed = (x ** power - y ** power).reshape(len(x), blocks, k) @ root  # S symmetric: (S d)^T = d^T S
+    return weights[:, None] * signed ** 2, signed

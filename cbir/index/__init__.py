@@ -6,7 +6,8 @@ numpy and OpenCV, not SQLite and the search.
 
 import importlib
 
-_NAMES = {"Index": "api", "Result": "api", "Failure": "api", "IndexReport": "run", "Tuning": "tuning",
+_NAMES = {"Index": "api", "Result": "api", "Failure": "api", "ImageInfo": "api", "Folder": "api",
+          "Explanation": "api", "ColourMatch": "api", "IndexReport": "run", "RemovalReport": "forget", "Tuning": "tuning",
           "CheckReport": "check", "Finding": "check",
           "DuplicateReport": "duplicates", "DuplicateGroup": "duplicates", "DuplicateMember": "duplicates",
           "DuplicatePair": "duplicates",

@@ -102,13 +102,20 @@ def _check(store, report, files):
         dimension = _check_codebook(store, report)
         found = store.consistency(dimension, limit=LISTED)
         image_files = store.image_files() if files else []
+    if store.rebuild_left_behind():
+        report.warnings.append("tables of a rebuild that stopped are in the file (the index is as it was before it); "
+                               "the next index run drops them")
     counts = report.counts
-    report.add("histogram_count", counts["histograms"] == counts["images"],
+    report.add("histogram_count", counts["histograms"] <= counts["images"],
                f"{counts['images']} images, {counts['histograms']} histograms")
+    if found["images_without_histogram"]:  # what an interrupted rebuild leaves; any index run computes them
+        report.warnings.append(f"{counts['images'] - counts['histograms']} images have no histogram yet (an "
+                               "interrupted rebuild?); the next index run computes them, wherever they are")
     for name, what in [("orphan_histograms", "histograms without an image"),
-                       ("images_without_histogram", "images without a histogram"),
                        ("indexed_and_failed", "paths both indexed and listed as failed"),
-                       ("paths_not_text", "image paths that are not text")]:
+                       ("paths_not_text", "image paths that are not text"),
+                       ("other_codebook", "histograms made with another codebook than the current one (a writer "
+                                          "that bypassed the lock: the next index run makes them again)")]:
         report.add(name, not found[name], f"{len(found[name])}{'+' if len(found[name]) >= LISTED else ''} {what}"
                    if found[name] else f"no {what}", found[name])
     if dimension is not None:
@@ -160,6 +167,7 @@ def _check_codebook(store, report):
     values of a histogram, or None when it cannot be known."""
     try:
         codebook = store.codebook()
+        store.codebook_rows()  # hex colours and shares checked too: queries by colour and palettes use them
         meta = store.meta()
         settings = Settings.from_dict(meta["settings"]) if "settings" in meta else None
     except CbirError as error:

@@ -143,7 +143,7 @@ def find_duplicates(store: Store, *, tier: int = 3, threshold: float = 1.0, tuni
 
 def _find(store, tier, threshold, tuning, progress, started):
     with store.snapshot():
-        rows = store.image_rows()
+        rows = store.searchable_image_rows()
         ids = np.array([r[0] for r in rows], np.int64)
         loaded = _colours(store, len(rows)) if tier >= 2 and len(rows) else None
         thumbs, present = store.structure_thumbnails(ids)

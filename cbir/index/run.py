@@ -7,15 +7,21 @@ each, so an interrupted run keeps every finished batch and the next run complete
 
 With ``workers`` > 1, files are read, hashed, decoded and histogrammed in worker processes while this process
 stays the single SQLite writer; results come back in file order, so the database is the same as with one process.
+With ``cluster``, the same on a Dask cluster's workers (:mod:`cbir.index.cluster`).
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import contextlib
+import dataclasses
 import errno
+import fnmatch
 import hashlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
@@ -25,14 +31,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..core.codebook import empty_pool, learn_codebook, pool_colours
+from ..core.codebook import colour_counts, empty_pool, learn_codebook, pool_counts
 from ..core.duplicates import structure_thumbnail
 from ..core.histogram import LUT_BITS, histogram, lookup_table
-from ..errors import CbirError, Remedy, SettingsError
-from ..imageio import IMAGE_EXTENSIONS, decode_with_size, native_stderr_silenced, read_bytes, read_image
+from ..errors import CbirError, ClusterError, DatabaseError, Remedy, SettingsError
+from ..imageio import (IMAGE_EXTENSIONS, decode_image, decode_with_size, native_stderr_silenced, not_a_regular_file,
+                       read_bytes, read_image)
 from ..settings import Settings
 from .tuning import Tuning
 from .workers import context as _context
+from .workers import exit_with, limit_memory, memory_per_worker, time_limit
 from .workers import start_server as _start_server
 
 CODEBOOK_MIN_SIDE = 64  # colour statistics for the codebook need few pixels: decode large JPEGs small
@@ -40,15 +48,30 @@ CODEBOOK_MIN_SIDE = 64  # colour statistics for the codebook need few pixels: de
 
 @dataclass
 class IndexReport:
-    """What an index run did. ``failures`` lists (path, reason) of every file that could not be indexed."""
+    """What an index run did.
+
+    added, updated, unchanged, removed : int, images (``updated`` includes every image a rebuild recomputed)
+    failures : list of (path, reason), files that could not be indexed
+    skipped : list of (path, reason), files with an image extension cbir cannot read (HEIC, RAW...), not indexed
+    interrupted : bool, Ctrl-C: finished batches are kept and the next run completes the rest
+    codebook_learned : bool; codebook_images : int or None, how many images it was learned from
+    codebook_outgrown : (learned from, images indexed now) when the collection has grown to at least twice the
+        images the codebook was learned from while it could have used more (``Settings.sample``): a rebuild
+        would learn it from the whole collection; else None
+    seconds : float
+    """
 
     added: int = 0
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
     codebook_learned: bool = False
+    codebook_images: int | None = None
+    codebook_outgrown: tuple[int, int] | None = None
+    old_index_kept: bool = False  # a rebuild stopped before its end: the index is as it was before it
     seconds: float = 0.0
 
     @property
@@ -56,43 +79,114 @@ class IndexReport:
         return len(self.failures)
 
     def summary(self) -> str:
+        skipped = f", skipped {len(self.skipped)}" if self.skipped else ""
         return (f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, removed {self.removed}, "
-                f"failed {self.failed}")
+                f"failed {self.failed}{skipped}")
 
 
-def find_images(roots):
-    """Image files under ``roots`` (folders walked recursively, symlinked folders not followed; files named
-    directly are taken whatever their extension).
+# Folders that file servers, operating systems and photo tools fill with their own copies or metadata: Synology
+# thumbnails (@eaDir) come back as near-copies of every photo, and macOS AppleDouble files (._*, hidden) can never be
+# read. Names starting with "." (hidden files and folders: .git, ._IMG_1.jpg, .thumbnails) are skipped as well.
+SYSTEM_FOLDERS = frozenset({"@eaDir", "@Recycle", "#recycle", "#snapshot", "$RECYCLE.BIN", "System Volume Information"})
+# Image formats cbir cannot decode: counted and named as skipped instead of passed over in silence.
+UNSUPPORTED_EXTENSIONS = {
+    ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".jxl": "JPEG XL", ".cr2": "RAW", ".cr3": "RAW",
+    ".nef": "RAW", ".nrw": "RAW", ".arw": "RAW", ".dng": "RAW", ".orf": "RAW", ".rw2": "RAW", ".raf": "RAW",
+    ".srw": "RAW", ".pef": "RAW", ".raw": "RAW",
+}
+
+
+@dataclass(frozen=True)
+class Found:
+    """What :func:`find_images` found: ``files`` (sorted absolute paths), ``problems`` (path, reason) of entries
+    that look like images but cannot be read as files (and of folders that cannot be listed), ``skipped`` (path,
+    reason) of images in formats cbir cannot read, ``unlisted`` the folders that could not be listed."""
+
+    files: list[str]
+    problems: list[tuple[str, str]]
+    skipped: list[tuple[str, str]]
+    unlisted: list[str] = field(default_factory=list)
+
+
+def _excluded(name: str, relative: str, exclude: tuple[str, ...], include_hidden: bool) -> bool:
+    """Whether a file or folder found by walking is left out: hidden, a system folder, or matching an exclude
+    pattern by its name or by its path relative to the folder walked."""
+    if not include_hidden and (name.startswith(".") or name in SYSTEM_FOLDERS):
+        return True
+    return any(fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(relative, pattern) for pattern in exclude)
+
+
+def find_images(roots, exclude=(), include_hidden=False):
+    """Image files under ``roots``: folders walked recursively (symbolic links to folders not followed; hidden and
+    system files and folders, and those matching ``exclude``, left out unless named directly); files named
+    directly are taken whatever their extension.
+
+    Parameters
+    ----------
+    roots : list of folders or files
+    exclude : glob patterns (``fnmatch``, case-sensitive) matched against each name and each path relative to the
+        root walked, e.g. ``"Screenshots"``, ``"*.tmp.jpg"``, ``"2019/raw/*"``; a folder that matches is skipped
+        whole
+    include_hidden : also walk names starting with "." and system folders (``SYSTEM_FOLDERS``)
 
     Returns
     -------
-    files : sorted list of absolute paths
-    problems : list of (path, reason) for entries that look like images but cannot be read as files
+    Found (its ``unlisted``: folders that could not be listed; what the index holds under them is kept as it is)
     """
-    files, problems = set(), []
+    exclude = tuple(exclude)
+    files, problems, skipped, unlisted = set(), [], [], []
+
+    def cannot_list(error):
+        folder = os.path.abspath(error.filename)
+        unlisted.append(folder)
+        problems.append((folder, f"cannot list this folder ({_os_reason(error)}); what was indexed from it is kept"))
+
     for root in roots:
         root = os.fspath(root)
         if os.path.isfile(root):
-            if _utf8_name(root):
-                files.add(os.path.abspath(root))
-            else:
-                problems.append((_escaped_name(os.path.abspath(root)), _NOT_UTF8))
+            files.add(os.path.abspath(root))
             continue
         if not os.path.isdir(root):
             reason = "broken symbolic link" if os.path.islink(root) else "no such file or directory"
             raise CbirError(f"{root}: {reason}")
-        for folder, _, names in os.walk(root):
-            for name in names:
-                if not name.lower().endswith(IMAGE_EXTENSIONS):
+        for folder, folders, names in os.walk(root, onerror=cannot_list):
+            here = os.path.relpath(folder, root)
+            relative = (lambda name: name) if here == os.curdir else (lambda name: os.path.join(here, name))
+            folders[:] = [f for f in folders if not _excluded(f, relative(f), exclude, include_hidden)]
+            for name in names:  # os.walk lists everything but folders here: files, links, FIFOs, devices
+                if _excluded(name, relative(name), exclude, include_hidden):
                     continue
+                extension = os.path.splitext(name)[1].lower()
                 path = os.path.abspath(os.path.join(folder, name))
-                if not _utf8_name(path):
-                    problems.append((_escaped_name(path), _NOT_UTF8))
-                elif os.path.isfile(path):
+                if extension in UNSUPPORTED_EXTENSIONS:
+                    skipped.append((_escaped_name(path) if not _utf8_name(path) else path,
+                                    f"{UNSUPPORTED_EXTENSIONS[extension]} images cannot be read by cbir"))
+                    continue
+                if extension not in IMAGE_EXTENSIONS:
+                    continue
+                problem = _not_a_file(path)  # UTF-8 is checked on the path as stored (_plan)
+                if problem:
+                    problems.append((path, problem))
+                else:
                     files.add(path)
-                elif os.path.islink(path):
-                    problems.append((path, _link_problem(path)))
-    return sorted(files), problems
+    return Found(sorted(files), problems, sorted(skipped), unlisted)
+
+
+def _not_a_file(path):
+    """Why ``path`` (named like an image) is not a file that can be read, or None."""
+    try:
+        kind = not_a_regular_file(os.stat(path).st_mode)
+    except OSError as error:
+        if os.path.islink(path):
+            return _link_problem(path)
+        return f"cannot read ({_os_reason(error)})"
+    return f"is {kind}, not an image file" if kind else None
+
+
+def _os_reason(error):
+    if error.errno == errno.ENAMETOOLONG:
+        return "path too long for the system"
+    return error.strerror or str(error)
 
 
 _NOT_UTF8 = "file name is not valid UTF-8 (shown with \\x escapes); rename the file to index it"
@@ -141,26 +235,84 @@ def resolve_settings(stored, overrides, rebuild):
     return wanted
 
 
-def learn_collection_codebook(files, settings):
-    """Codebook of a collection from an evenly spread sample of its files; files that cannot be read are skipped
-    here (the main pass reports them)."""
-    step = max(1, len(files) / settings.sample)
-    sample = [files[int(i * step)] for i in range(min(settings.sample, len(files)))]
+def learn_collection_codebook(files, settings, progress=None, describer=None, workers=1, tuning=Tuning()):
+    """Codebook of a collection from the first ``settings.sample`` readable files of an evenly spread order of its
+    files, read in worker processes when there are many, or by ``describer`` (a
+    :class:`cbir.index.cluster.DaskDescriber`).
+
+    Files that cannot be read are passed over and more are read in their place, until the sample is full or every
+    file was tried: 100,000 empty placeholders beside nine photos still give a codebook of the nine.
+
+    ``progress(done, total)`` is called as sampled files are read.
+
+    Returns
+    -------
+    (colours, rgb, shares) from :func:`cbir.core.codebook.learn_codebook`, how many images it was learned from, and
+    ``{path: reason}`` of the files whose worker died on them (a crash, the time limit), so the run does not read
+    them a second time
+    """
+    order = _spread_order(len(files), settings.sample)
+    pool = empty_pool()
+    readable, tried, lost = 0, 0, {}
+    total = min(settings.sample, len(files))
+    while readable < settings.sample and tried < len(order):
+        # As many files as the sample still lacks; more each round when many fail (few rounds of worker start-up).
+        # A cluster gives one pool per round, not one per file: its rounds take just what is lacking.
+        size = settings.sample - readable if describer is not None else max(settings.sample - readable, tried)
+        paths = [files[i] for i in order[tried : tried + size]]
+        tried += len(paths)
+        if describer is not None:
+            found, count = describer.pool(paths, CODEBOOK_MIN_SIDE)
+            pool += found
+            readable += count
+            if progress:
+                progress(min(readable, total), total)
+            continue
+        results = _in_workers("sample", [(p,) for p in paths], settings, None, 0, workers, tuning) \
+            if _parallel(workers, len(paths), tuning) else (_sample_job((p,)) for p in paths)
+        for path, (bins, counts, error) in zip(paths, results):
+            if error is not None:
+                if _WORKER_DIED in error or _TIME_LIMIT in error:
+                    lost[path] = error.removeprefix(f"{path}: ")
+            elif readable < settings.sample:
+                pool_counts(pool, bins, counts)
+                readable += 1
+                if progress:
+                    progress(readable, total)
+    if not readable:
+        raise CbirError(f"none of the {len(files)} image files could be read as an image; nothing to index")
+    return learn_codebook(pool, settings.colors, space=settings.space, seed=settings.seed), readable, lost
+
+
+def _spread_order(n, first):
+    """Indices ``0..n-1``: first ``first`` of them evenly spread, then the others in an evenly spreading order."""
+    step = max(1, n / first)
+    head = list(dict.fromkeys(int(i * step) for i in range(min(first, n))))
+    taken = set(head)
+    golden = 0.6180339887498949  # the remaining indices by the fractional part of i * golden: well spread
+    return head + sorted((i for i in range(n) if i not in taken), key=lambda i: (i * golden) % 1.0)
+
+
+def pool_sample(items, min_side, progress=None):
+    """Colour pool (:func:`cbir.core.codebook.pool_colours`) of the readable files among ``(path, bytes or None)``
+    items (None: read the file), decoded small, and how many were readable; ``progress(done, total)`` after each
+    (a cluster worker's part of the codebook sample)."""
     pool = empty_pool()
     readable = 0
-    for path in sample:
+    for done, (path, data) in enumerate(items, 1):
         try:
-            pool_colours(pool, read_image(path, min_side=CODEBOOK_MIN_SIDE))
+            pool_counts(pool, *colour_counts(read_image(path, min_side=min_side) if data is None else
+                                             decode_image(data, min_side=min_side, name=path)))
             readable += 1
         except CbirError:
-            continue
-    if not readable:
-        raise CbirError(f"none of the {len(sample)} sampled files could be read as an image; nothing to index")
-    return learn_codebook(pool, settings.colors, space=settings.space, seed=settings.seed)
+            pass
+        if progress:
+            progress(done, len(items))
+    return pool, readable
 
 
-def describe(path, settings, lut, n_colors, known_sha256=None):
-    """Read, hash, decode, histogram and thumbnail one file.
+def describe(path, settings, lut, n_colors, known_sha256=None, data=None):
+    """Read, hash, decode, histogram and thumbnail one file (``data``: its bytes, when read already).
 
     Returns
     -------
@@ -168,7 +320,8 @@ def describe(path, settings, lut, n_colors, known_sha256=None):
     with the full-size dimensions, the ``float32`` histogram and the ``uint8`` structure thumbnail
     (:func:`cbir.core.duplicates.structure_thumbnail`). Raises CbirError for a file that cannot be indexed.
     """
-    data = read_bytes(path)
+    if data is None:
+        data = read_bytes(path)
     sha256 = hashlib.sha256(data).hexdigest()
     if sha256 == known_sha256:
         return sha256, None
@@ -177,8 +330,10 @@ def describe(path, settings, lut, n_colors, known_sha256=None):
 
 
 def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None, *, rebuild: bool = False,
-                progress: Callable[[int, int], None] | None = None, workers: int = 1,
-                tuning: Tuning = Tuning()) -> IndexReport:
+                progress: Callable[[int, int], None] | None = None,
+                codebook_progress: Callable[[int, int], None] | None = None, workers: int = 1,
+                cluster: str | None = None, ship_bytes: bool = False, tuning: Tuning = Tuning(),
+                exclude: tuple[str, ...] = (), include_hidden: bool = False) -> IndexReport:
     """Bring the index in ``store`` in step with the image files under ``roots``.
 
     Parameters
@@ -186,10 +341,19 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
     store : cbir.store.Store
     roots : list of folders or files
     overrides : dict of Settings fields to change (None values are ignored)
-    rebuild : relearn the codebook and recompute every histogram
+    rebuild : relearn the codebook and recompute every histogram: of the files under ``roots`` and of every other
+        indexed file, wherever it is (refused, changing nothing, when some of those are missing on disk)
     progress : callable(done, total) or None, called as files are processed
+    codebook_progress : callable(done, total) or None, called as the codebook's sample is read
     workers : processes that read and describe files (1: all in this process); the result is the same
+    cluster : read and describe the files on this Dask cluster instead of ``workers``: a scheduler's address
+        (``tcp://host:8786``) or ``local:N`` (N worker processes here); the result is the same. Needs Dask
+        (``pip install 'cbir[cluster]'``), imported only then
+    ship_bytes : with ``cluster``, read the files here and send their bytes (the workers need not see them)
     tuning : batch size, worker chunks, and the fewest files worth starting workers for
+    exclude, include_hidden : what :func:`find_images` leaves out
+
+    Images left without a histogram by an interrupted rebuild are recomputed by the next run, wherever they are.
 
     Returns
     -------
@@ -197,42 +361,125 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
     """
     started = time.perf_counter()
     report = IndexReport()
+    found = find_images(roots, exclude, include_hidden)  # before the database is touched: a bad path changes nothing
+    report.skipped = found.skipped
+    describer = None
+    if cluster is not None:
+        from .cluster import DaskDescriber  # Dask is imported for a cluster run only
+        describer = DaskDescriber(cluster, ship_bytes=ship_bytes, tuning=tuning)  # connects at first use
+        workers = 1
     store.lock_for_writing()
     try:
         meta = store.meta()
         has_codebook = store.codebook() is not None
         settings = resolve_settings(meta.get("settings") if has_codebook else None, overrides or {}, rebuild)
-        files, problems = find_images(roots)
+        elsewhere = _elsewhere(store, roots, found.files) if has_codebook and rebuild else []
+        files = sorted(found.files + elsewhere)
         if workers > 1 and _parallel(workers, _fewest_new(store, files, fresh=rebuild or not has_codebook), tuning):
             _start_server()  # it boots on another core while this one learns the codebook or lists the work
-        if not has_codebook or rebuild:
-            if not files:
-                raise CbirError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {', '.join(map(str, roots))}")
-            colours, rgb, shares = learn_collection_codebook(files, settings)
-            store.replace_codebook(colours, ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in rgb], shares,
-                                   {"settings": settings.to_dict(), "lut_bits": LUT_BITS})
-            report.codebook_learned = True
-        elif settings.to_dict() != meta.get("settings"):
-            store.set_meta({"settings": settings.to_dict()})  # ranking settings changed: no new histograms needed
-        _update(store, roots, files, problems, settings, store.codebook(), report, progress, workers, tuning)
+        target, rebuilding, finished, recomputed = store, rebuild and has_codebook, False, frozenset()
+        try:
+            if not has_codebook or rebuild:
+                if not files:
+                    raise CbirError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under "
+                                    f"{', '.join(map(str, roots))}")
+                (colours, rgb, shares), learned_from, lost = learn_collection_codebook(
+                    files, settings, codebook_progress, describer, workers, tuning)
+                hexes = ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in rgb]
+                learned = {"settings": settings.to_dict(), "lut_bits": LUT_BITS, "codebook_images": learned_from}
+                if rebuilding:  # written beside the index, which stays as it is until the rebuild is whole
+                    recomputed = frozenset(stored for stored, _, _ in store.image_files())
+                    report.removed = _gone(store, roots, files)
+                    target = store.begin_rebuild(colours, hexes, shares, learned)
+                else:
+                    store.replace_codebook(colours, hexes, shares, learned)
+                report.codebook_learned, report.codebook_images = True, learned_from
+            else:
+                lost = {}
+                if settings.to_dict() != meta.get("settings"):  # ranking settings changed: no new histograms needed
+                    store.set_meta({"settings": settings.to_dict()})
+            _update(target, roots, dataclasses.replace(found, files=files), lost, settings, target.codebook(), report,
+                    progress, workers, tuning, describer, recomputed)
+            if rebuilding and not report.interrupted:
+                store.finish_rebuild()
+                finished = True
+        except DatabaseError as error:
+            raise _stopped(store, rebuilding, error) from None
+        finally:
+            if rebuilding and not finished:  # stopped: Ctrl-C, an error, a full disk, a lost cluster
+                store.discard_rebuild()
+                report.old_index_kept = True
+        report.codebook_outgrown = _outgrown(store, settings)
     finally:
         store.unlock()
+        if describer is not None:
+            describer.close()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _update(store, roots, files, problems, settings, codebook, report, progress, workers, tuning):
-    todo, new_paths = _plan(store, roots, files, problems, report)
+def _stopped(store, rebuilding, error):
+    """The error that ends a run whose database failed (a full disk...): it says what is kept."""
+    if rebuilding:
+        kept = "the rebuild stopped; the index is as it was before it"
+    else:
+        kept = "the batches of images written before are kept"
+    return DatabaseError(f"{error.problem}; {kept}", remedy=error.remedy)
+
+
+def _elsewhere(store, roots, files):
+    """The indexed files outside ``roots`` (a rebuild recomputes them too), or CbirError naming those missing on
+    disk: a rebuild cannot recompute them and would lose them."""
+    abs_roots = [os.path.abspath(r) for r in roots]
+    listed = set(files)
+    outside = [store.disk_path(p) for p, _, _ in store.image_files()  # text paths only: see _gone
+               if not _under(os.path.abspath(store.disk_path(p)), abs_roots)]
+    outside = [os.path.abspath(p) for p in outside if os.path.abspath(p) not in listed]
+    missing = [p for p in outside if not os.path.isfile(p)]
+    if missing:
+        raise CbirError(f"{len(missing)} indexed files outside {', '.join(roots)} are missing on disk (first: "
+                        f"{missing[0]}); a rebuild cannot recompute them", remedy=Remedy.PRUNE)
+    return outside
+
+
+def _outgrown(store, settings):
+    """``(learned from, images now)`` when the index holds at least twice the images its codebook was learned
+    from, and a rebuild would learn it from more (``settings.sample`` allows it); else None."""
+    learned = store.meta().get("codebook_images")
+    images = store.counts(["images"])["images"]
+    if isinstance(learned, int) and learned < settings.sample and images >= 2 * learned:
+        return learned, images
+    return None
+
+
+def _gone(store, roots, files):
+    """How many indexed images under ``roots`` a rebuild will not find again (gone from disk)."""
+    abs_roots = [os.path.abspath(r) for r in roots]
+    listed = {store.stored_path(f) for f in files}
+    return sum(1 for p, _, _ in store.image_files()  # text paths only: a rebuild mends a damaged row
+               if p not in listed and _under(os.path.abspath(store.disk_path(p)), abs_roots))
+
+
+def _update(store, roots, found, lost, settings, codebook, report, progress, workers, tuning, describer=None,
+            recomputed=frozenset()):
+    """Describe what :func:`_plan` finds to do and write it in batches; ``recomputed``: stored paths a rebuild
+    makes again (counted as updated)."""
+    todo, new_paths, pending = _plan(store, roots, found, lost, report)
     if not todo:
         return
     parallel = _parallel(workers, len(todo), tuning)
     if parallel:
         _start_server()  # if not started yet: it boots on another core while this one builds the lookup table
-    lut = lookup_table(codebook, settings.space)
-    jobs = [(path, entry[3] if entry else None) for path, _, _, entry in todo]
-    results = _describe_parallel(jobs, settings, lut, len(codebook), workers, tuning.worker_chunk) if parallel else \
-        _describe_here(jobs, settings, lut, len(codebook))
-    batches = _Batches(store, report, tuning.batch_size, new_paths)
+    # A pending image (no histogram under this codebook) is recomputed even when its content is unchanged.
+    jobs = [(path, entry[3] if entry and stored not in pending else None) for path, stored, _, entry in todo]
+    if describer is not None:
+        results = describer.describe(jobs, settings, codebook)
+    elif parallel:
+        results = _in_workers("describe", jobs, settings, lookup_table(codebook, settings.space), len(codebook),
+                              workers, tuning)
+    else:
+        results = _describe_here(jobs, settings, lookup_table(codebook, settings.space), len(codebook))
+    batches = _Batches(store, report, tuning.batch_size, new_paths, recomputed)
     try:
         for done, (item, result) in enumerate(zip(todo, results), 1):
             batches.add(item, result)
@@ -240,29 +487,50 @@ def _update(store, roots, files, problems, settings, codebook, report, progress,
                 progress(done, len(todo))
     except KeyboardInterrupt:
         report.interrupted = True
-    except BrokenProcessPool:
+    except ClusterError:  # the cluster went away: what is finished is kept
         batches.write()
-        raise CbirError("a worker process died (out of memory, or killed); the images finished so far are kept",
-                        remedy=Remedy.ONE_WORKER) from None
+        raise
+    except _WorkersFailing:
+        batches.write()
+        raise CbirError("worker processes keep dying (out of memory, or killed) before they reach any file; the "
+                        "images finished so far are kept", remedy=Remedy.ONE_WORKER) from None
     batches.write()
 
 
-def _plan(store, roots, files, problems, report):
-    """Compare the files found with the index: forget what is gone from the indexed folders, record the files that
-    cannot even be listed, count the unchanged ones. Returns the files to read, as ``(path, stored path, stat,
-    known row or None)``, and the stored paths that have no row yet.
-
-    Unchanged files indexed before cbir kept structure thumbnails are read again, once (known row without its
-    content hash, so they are described in full and count as updated)."""
+def _plan(store, roots, found, lost, report):
+    """Compare the files found (``find_images``) with the index: forget what is gone from the indexed folders
+    (never what is under a folder that could not be listed), record the files that cannot even be read (and those
+    ``lost``: a worker died on them while the codebook was learned), count the unchanged ones. Returns the files to
+    read, as ``(path, stored path, stat, known row or None)`` (with every pending image: indexed, but without a
+    histogram under this codebook, wherever it is), the stored paths that have no row yet, and the pending stored
+    paths. Unchanged files indexed before cbir kept structure thumbnails are among them too (under the roots only:
+    a run reads what it is asked to), described in full once and counted as updated."""
     known = store.known_images()
     without_structure = store.images_without_structure()
     known_failures = store.known_failures()
+    pending = store.pending_images()
     abs_roots = [os.path.abspath(r) for r in roots]
-    stored_paths = [store.stored_path(f) for f in files]
+    problems = list(found.problems)
+    files, stored_paths = [], []
+    for path in found.files:
+        stored = store.stored_path(path)
+        if _utf8_name(stored):
+            files.append(path)
+            stored_paths.append(stored)
+        else:  # undecodable bytes: SQLite text and JSON cannot hold the path as the database would keep it
+            problems.append((_escaped_name(path), _NOT_UTF8))
+    listed = set(stored_paths)
+    for stored in sorted(pending - listed):
+        path = os.path.abspath(store.disk_path(stored))
+        if not _under(path, abs_roots) and os.path.isfile(path):  # under the roots and not found: removed below
+            files.append(path)
+            stored_paths.append(stored)
+    pending = pending | {stored for stored, entry in known.items() if entry[0] in without_structure}
     seen = set(stored_paths) | {store.stored_path(p) for p, _ in problems}
     removed = [p for p in list(known) + list(known_failures)
-               if p not in seen and _under(os.path.abspath(store.disk_path(p)), abs_roots)]
-    report.removed = sum(p in known for p in removed)
+               if p not in seen and _under(os.path.abspath(store.disk_path(p)), abs_roots)
+               and not _under(os.path.abspath(store.disk_path(p)), found.unlisted)]
+    report.removed += sum(p in known for p in removed)
 
     failures = [(store.stored_path(p), reason, None, None) for p, reason in problems]
     report.failures += problems
@@ -271,27 +539,30 @@ def _plan(store, roots, files, problems, report):
         try:
             stat = os.stat(path)
         except OSError as error:
-            failures.append((stored, f"cannot read ({error.strerror})", None, None))
-            report.failures.append((path, f"cannot read ({error.strerror})"))
+            failures.append((stored, f"cannot read ({_os_reason(error)})", None, None))
+            report.failures.append((path, f"cannot read ({_os_reason(error)})"))
+            continue
+        if path in lost:
+            failures.append((stored, lost[path], stat.st_size, stat.st_mtime_ns))
+            report.failures.append((path, lost[path]))
             continue
         entry = known.get(stored)
-        if entry and entry[0] in without_structure:
-            todo.append((path, stored, stat, (*entry[:3], None)))
-        elif entry and entry[1] == stat.st_size and entry[2] == stat.st_mtime_ns:
+        if entry and stored not in pending and entry[1] == stat.st_size and entry[2] == stat.st_mtime_ns:
             report.unchanged += 1
         else:
             todo.append((path, stored, stat, entry))
     store.write_batch(failures=failures, removed=removed)
     new_paths = {stored for _, stored, _, entry in todo if entry is None and stored not in known_failures}
-    return todo, new_paths
+    return todo, new_paths, pending
 
 
 class _Batches:
     """The results of described files, counted in the report and written ``batch_size`` at a time, one
     transaction each (so an interrupted run keeps every finished batch)."""
 
-    def __init__(self, store, report, batch_size, new_paths):
+    def __init__(self, store, report, batch_size, new_paths, recomputed=frozenset()):
         self.store, self.report, self.batch_size, self.new_paths = store, report, batch_size, new_paths
+        self.recomputed = recomputed  # stored paths a rebuild makes again: updated, not added
         self.records, self.failures, self.touched = [], [], []
 
     def add(self, item, result):
@@ -307,7 +578,7 @@ class _Batches:
             self.report.unchanged += 1
         else:
             self.records.append((stored, stat.st_size, stat.st_mtime_ns, sha256, *described))
-            if entry:
+            if entry or stored in self.recomputed:
                 self.report.updated += 1
             else:
                 self.report.added += 1
@@ -315,9 +586,30 @@ class _Batches:
             self.write()
 
     def write(self):
-        """Write what is pending in one transaction."""
-        self.store.write_batch(self.records, self.failures, self.touched, new_paths=self.new_paths)
-        self.records, self.failures, self.touched = [], [], []
+        """Write what is pending in one transaction; Ctrl-C meanwhile waits until the batch is written and no longer
+        pending (else an interruption just after the commit wrote the batch a second time: "UNIQUE constraint
+        failed")."""
+        with _interrupts_held():
+            self.store.write_batch(self.records, self.failures, self.touched, new_paths=self.new_paths)
+            self.records, self.failures, self.touched = [], [], []
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """Hold SIGINT until the block has run, then raise KeyboardInterrupt: in the main thread, while Python's own
+    handler is in place (another handler is left alone)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    held = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if held:
+            raise KeyboardInterrupt
 
 
 def _parallel(workers, n_jobs, tuning):
@@ -341,19 +633,76 @@ def _describe_here(jobs, settings, lut, n_colors):
         yield _describe_job(job, settings, lut, n_colors)
 
 
-def _describe_parallel(jobs, settings, lut, n_colors, workers, chunk):
-    """:func:`_describe_here` in ``workers`` processes, a chunk of jobs per task, in order. The workers ignore
-    SIGINT, so Ctrl-C interrupts this process only, which stops them and keeps what is finished."""
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_context(),
-                                                initializer=_init_worker,
-                                                initargs=(settings, lut, n_colors)) as pool:
-        results = pool.map(_describe_in_worker, _chunks(jobs, chunk))
+class _WorkersFailing(Exception):
+    """Worker processes die without having started on a file: nothing to blame on a file."""
+
+
+_WORKER_DIED = "the process reading it died"
+_TIME_LIMIT = "the time limit for one file"
+
+
+def _in_workers(kind, jobs, settings, lut, n_colors, workers, tuning):
+    """Results of ``jobs`` (tuples, see :data:`_JOBS`) of one ``kind`` done in ``workers`` processes, a chunk of
+    jobs per task, in order.
+
+    The workers ignore SIGINT, so Ctrl-C interrupts this process only, which stops them and keeps what is finished.
+    A worker that dies (a crash in a decoder, the per-file time limit, a kill) takes no more than its file with
+    it: each job's state (queued, started, finished) is kept in shared memory, the jobs that were started and not
+    finished are done again one at a time in a worker of their own, where the one that kills its worker again is
+    reported as failed, and the rest goes on in a new pool.
+    """
+    context = _context()
+    state = context.RawArray("b", len(jobs))  # 0 queued, 1 started, 2 finished: written by the workers
+    memory = memory_per_worker(workers, tuning.worker_memory)
+    setup = (settings, lut, n_colors, os.getpid(), memory, tuning.file_seconds, state)
+    results, pending = {}, collections.deque(range(len(jobs)))
+    while pending:
+        for index in [i for i in pending if state[i] == 1]:  # in flight when a worker died
+            results[index] = _alone(kind, index, jobs[index], setup, context)
+        todo = [i for i in pending if i not in results]
+        if todo:
+            with concurrent.futures.ProcessPoolExecutor(min(workers, len(todo)), mp_context=context,
+                                                        initializer=_init_worker, initargs=setup) as pool:
+                futures = [pool.submit(_work_in_worker, kind, [(i, *jobs[i]) for i in chunk])
+                           for chunk in _chunks(todo, tuning.worker_chunk)]
+                try:
+                    for future in futures:
+                        try:
+                            results.update(future.result())
+                        except BrokenProcessPool:
+                            break
+                        while pending and pending[0] in results:
+                            yield results.pop(pending.popleft())
+                finally:
+                    for future in futures:
+                        future.cancel()  # what has not started (Ctrl-C, an error): shutdown waits for the rest
+                    pool.shutdown(wait=True, cancel_futures=True)
+                for future in futures:  # after a break: the chunks that finished are kept
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        results.update(future.result())
+            if any(i not in results for i in pending) and not any(state[i] == 1 for i in pending):
+                raise _WorkersFailing()
+        while pending and pending[0] in results:
+            yield results.pop(pending.popleft())
+
+
+def _alone(kind, index, job, setup, context):
+    """One job in a worker of its own: its result, or a failure naming why the worker died on it."""
+    started = time.monotonic()
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context, initializer=_init_worker,
+                                                initargs=setup) as pool:
         try:
-            for chunk in results:
-                yield from chunk
-        finally:
-            results.close()  # cancels what has not started (Ctrl-C, an error): shutdown then waits for the rest
-            pool.shutdown(wait=True, cancel_futures=True)
+            return dict(pool.submit(_work_in_worker, kind, [(index, *job)]).result())[index]
+        except BrokenProcessPool:
+            pass
+    if setup[6][index] != 1:
+        raise _WorkersFailing()
+    seconds = setup[5]
+    if time.monotonic() - started >= seconds:
+        why = f"gave up after {seconds:g} s ({_TIME_LIMIT})"
+    else:
+        why = f"{_WORKER_DIED} (a crash in the image decoder, or killed)"
+    return None, None, f"{job[0]}: {why}"
 
 
 def _describe_chunk(jobs, settings, lut, n_colors):
@@ -364,29 +713,77 @@ def _describe_chunk(jobs, settings, lut, n_colors):
 
 
 def _describe_job(job, settings, lut, n_colors):
-    path, known_sha256 = job
+    """:func:`describe` of one ``(path, known sha256[, bytes read already])`` job as ``(sha256, described, error
+    message)``: whatever goes wrong with one file (out of memory included) is that file's failure, never the
+    run's."""
+    path, known_sha256, *data = job
     try:
-        return (*describe(path, settings, lut, n_colors, known_sha256), None)
+        return (*describe(path, settings, lut, n_colors, known_sha256, *data), None)
     except CbirError as error:
         return None, None, str(error)
+    except MemoryError:
+        return None, None, f"{path}: not enough memory to describe it"
+    except Exception as error:  # noqa: BLE001 - a bug or an unforeseen library error: reported with the file
+        return None, None, f"{path}: could not be described ({type(error).__name__}: {error})"
 
 
 _worker_context = None  # (settings, lut, n_colors) of this worker process
+_worker_limits = None  # (seconds per file, shared job states) of this worker process
 
 
-def _init_worker(settings, lut, n_colors):
-    global _worker_context
+def _init_worker(settings, lut, n_colors, run_pid, memory, seconds, state):
+    global _worker_context, _worker_limits
+    exit_with(run_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)  # one core per worker process
-    if lut.flags.writeable:  # a copy sent to a spawned worker: read-only again, so the fast histogram path applies
+    if lut is not None and lut.flags.writeable:  # a copy sent to a spawned worker: read-only again, so the fast histogram path applies
         lut = lut.copy()
         lut.flags.writeable = False
     _worker_context = (settings, lut, n_colors)
+    _worker_limits = (seconds, state)
+    limit_memory(memory)  # last: what the worker holds from here on is what a file costs
 
 
-def _describe_in_worker(jobs):
-    """:func:`_describe_chunk` in a worker; vectors go back as little-endian bytes (what the database stores, and
-    sent between processes much faster than arrays)."""
-    return [(sha256, described and (*described[:2], np.asarray(described[2], "<f4").tobytes(), described[3].tobytes()),
-             error)
-            for sha256, described, error in _describe_chunk(jobs, *_worker_context)]
+def _work_in_worker(kind, jobs):
+    """``[(index, result)]`` of ``(index, *job)`` jobs in a worker, each file under the time limit, its state kept
+    in shared memory."""
+    seconds, state = _worker_limits
+    run = _JOBS[kind]
+    done = []
+    with native_stderr_silenced():
+        for index, *job in jobs:
+            state[index] = 1
+            with time_limit(seconds):
+                result = run(job)
+            state[index] = 2
+            done.append((index, result))
+    return done
+
+
+def _describe_for_run(job):
+    """:func:`_describe_job` in a worker, :func:`_portable`."""
+    return _portable([_describe_job(job, *_worker_context)])[0]
+
+
+def _sample_job(job):
+    """The colour counts of one ``(path,)`` of the codebook sample: ``(bins, counts, error message)``."""
+    (path,) = job
+    try:
+        return (*colour_counts(read_image(path, min_side=CODEBOOK_MIN_SIDE)), None)
+    except CbirError as error:
+        return None, None, str(error)
+    except MemoryError:
+        return None, None, f"{path}: not enough memory to describe it"
+    except Exception as error:  # noqa: BLE001 - see _describe_job
+        return None, None, f"{path}: could not be described ({type(error).__name__}: {error})"
+
+
+_JOBS = {"describe": _describe_for_run, "sample": _sample_job}
+
+
+def _portable(results):
+    """``results`` with their vectors as little-endian float32 bytes (what the database stores, and sent between
+    processes much faster than arrays)."""
+    return [(sha256, described and (*described[:2], np.asarray(described[2], "<f4").tobytes(),
+                                    np.asarray(described[3], np.uint8).tobytes()), error)
+            for sha256, described, error in results]

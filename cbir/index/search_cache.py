@@ -20,7 +20,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..errors import BusyError, DatabaseError
+from ..errors import BusyError, DatabaseError, WriteError
+from ..files import replacing
 from ..store import Store
 from .histograms import StoredHistograms, search_setup
 from .tuning import Tuning
@@ -96,21 +97,16 @@ def write(store: Store, key: str, ids: np.ndarray, vectors: np.ndarray, state: t
     encoded = json.dumps({"key": key, "rows": len(ids), "dimension": int(vectors.shape[1]),
                           "database_id": state[0], "generation": state[1]}).encode()
     target = path_of(store)
-    partial = target + ".partial"
     try:
-        with open(partial, "wb") as handle:
+        with replacing(target) as handle:  # cbir.files: a temporary no one can plant a link at, renamed when whole
             handle.write(MAGIC + len(encoded).to_bytes(8, "little") + encoded)
             handle.write(memoryview(ids).cast("B"))
             for start in range(0, len(ids), COPY_ROWS):
                 handle.write(memoryview(vectors[start : start + COPY_ROWS]).cast("B"))
                 if progress:
                     progress(min(start + COPY_ROWS, len(ids)))
-        os.replace(partial, target)
-    except OSError as error:
-        raise DatabaseError(f"cannot write the search cache {target} ({error.strerror})") from None
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+    except WriteError as error:
+        raise DatabaseError(f"cannot write the search cache: {error}") from None
 
 
 def drop(store: Store) -> None:

@@ -13,6 +13,15 @@ class Tuning:
     batch_size : images written per transaction of an index run
     parallel_min_files : fewer files to read than this are read in one process (starting workers costs more)
     worker_chunk : files per task sent to a worker process
+    worker_memory : bytes a worker process may allocate beyond its size at start (less on a machine whose memory
+        the workers would not fit in together); a file that needs more fails with "not enough memory"
+    file_seconds : a worker that takes longer than this over one file is ended and the file reported as failed
+    cluster_tasks_per_thread : on a Dask cluster, chunks of ``worker_chunk`` files out and not yet written, per
+        worker thread (plus 2): enough to keep every worker busy while results travel; the client's memory is
+        bounded by it, not by the collection
+    cluster_chunk_bytes, cluster_bytes_in_flight : with ship_bytes, file bytes per chunk, and out at once, at most
+    cluster_wait_seconds : how long a cluster run waits for a first worker, or with none left, before failing
+    cluster_connect_seconds : how long connecting (or reconnecting) to a Dask scheduler may take
     raw_in_memory_bytes : raw histograms up to this size stay in memory beside the transformed ones (a query then
         skips reading its candidates back from the database); larger indexes stream them and keep only the
         transformed matrix
@@ -30,6 +39,13 @@ class Tuning:
     batch_size: int = 256
     parallel_min_files: int = 64
     worker_chunk: int = 16
+    cluster_tasks_per_thread: int = 2
+    cluster_chunk_bytes: int = 16 << 20
+    cluster_bytes_in_flight: int = 512 << 20
+    cluster_wait_seconds: float = 60.0
+    cluster_connect_seconds: float = 10.0
+    worker_memory: int = 2 << 30
+    file_seconds: float = 120.0
     raw_in_memory_bytes: int = 64 << 20
     search_cache_rows: int = 200_000
     search_cache_bytes: int = 512 << 20
@@ -38,12 +54,19 @@ class Tuning:
     duplicates_threads: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "worker_chunk", "duplicates_block", "duplicates_pairs_limit"):
+        for name in ("batch_size", "worker_chunk", "cluster_tasks_per_thread", "cluster_chunk_bytes",
+                     "duplicates_block", "duplicates_pairs_limit"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("duplicates_threads", "parallel_min_files", "raw_in_memory_bytes", "search_cache_rows", "search_cache_bytes"):
+        if not (self.worker_memory > 0 and self.file_seconds > 0):
+            raise ValueError("worker_memory and file_seconds must be positive")
+        for name in ("parallel_min_files", "raw_in_memory_bytes", "search_cache_rows", "search_cache_bytes",
+                     "cluster_bytes_in_flight", "duplicates_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name in ("cluster_wait_seconds", "cluster_connect_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0, got {getattr(self, name)}")
 
     def streams(self, count: int, dimension: int) -> bool:
         """Whether an index of ``count`` histograms of ``dimension`` float32 values streams them at opening."""

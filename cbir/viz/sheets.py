@@ -186,36 +186,39 @@ def colour_query_swatch(colours, shares, rest, width=240, height=160):
 
 @dataclass(frozen=True)
 class Shown:
-    """One picture ready to draw: thumbnail ``(h, w, 3) uint8``, colour make-up ``(K,)`` shares in codebook order,
-    rank and distance (None for a query), and a note (e.g. why the file could not be shown)."""
+    """One picture ready to draw: thumbnail ``(h, w, 3) uint8``, colour make-up ``(rgb (M, 3) uint8, shares
+    (M,))``, rank, distance and likeness (a share, 0..1, and what it is a share of; None for a query), and a note
+    (e.g. why the file could not be shown)."""
 
     label: str
     title: str
     image: np.ndarray
-    makeup: np.ndarray
+    makeup: tuple
     rank: int | None = None
     distance: float | None = None
     note: str | None = None
+    likeness: float | None = None
+    likeness_label: str = "colours in common"
 
 
 def by_share(palette, shares):
-    """Palette ``(K, 3)`` and shares ``(K,)`` reordered largest share first (for make-up bars)."""
+    """Palette ``(M, 3)`` and shares ``(M,)`` reordered largest share first (for make-up bars)."""
     order = np.argsort(-np.asarray(shares), kind="stable")
     return np.asarray(palette)[order], np.asarray(shares)[order]
 
 
-def montage(groups, palette, width=160, height=120):
+def montage(groups, width=160, height=120):
     """The contact sheet of queries and their results: ``(H, W, 3) uint8``, one block of tiles per query.
 
     Parameters
     ----------
     groups : list of (Shown query, list of Shown results)
-    palette : (K, 3) uint8, the codebook colours the make-ups refer to
     """
     rows = []
     for query, results in groups:
-        tiles = [(query.image, ["query:", query.label], *by_share(palette, query.makeup))]
-        tiles += [(r.image, [f"#{r.rank}  d={r.distance:.4f}", r.label], *by_share(palette, r.makeup))
-                  for r in results]
+        tiles = [(query.image, ["query:", query.label], *by_share(*query.makeup))]
+        tiles += [(r.image, [f"#{r.rank}  d={r.distance:.4f}" + ("" if r.likeness is None else
+                                                              f"  {100 * r.likeness:.0f}%"), r.label],
+                   *by_share(*r.makeup)) for r in results]
         rows.append(tiles)
     return contact_sheet(rows, width, height)

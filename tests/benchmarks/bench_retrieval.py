@@ -62,13 +62,13 @@ GRID += [(colors, power, 400.0) for colors in (64, 256) for power in (0.25, 1 / 
 class EqualBlockWeights(Index):
     """The same search with every block weighing 1 (the ablation of the layout's block weights)."""
 
-    def full_rankings(self, image_ids, *, distance="qfd"):
+    def full_rankings(self, image_ids, *, distance="qfd", among=None, relevant=None, not_relevant=None):
         engine = load_engine(self._store, self._ranking, in_memory=True)
         backend = engine.backend
         equal = QuadraticFormSearch.build(backend.vectors, backend.similarity, power=backend.power,
                                           blocks=n_blocks(engine.settings.layout))
-        rows = np.searchsorted(engine.ids, np.asarray(image_ids))
-        return (engine.ids[equal.search(backend.vectors[row][None], 0)[0][0]] for row in rows)
+        among = None if among is None else np.sort(engine.rows_of(among))
+        return (engine.ids[r] for r in equal.full_rankings(backend.vectors[engine.rows_of(image_ids)], rows=among))
 
 
 class Runner:

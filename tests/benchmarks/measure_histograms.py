@@ -40,7 +40,7 @@ def rankings(vectors, codebook, settings):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kodak", default=DEFAULT_KODAK)
-    parser.add_argument("--colors", type=int, default=Settings().colors)
+    parser.add_argument("--codebook-size", type=int, default=Settings().colors)
     args = parser.parse_args()
     settings = Settings(colors=args.colors, layout="global")
     files = sorted(os.path.join(args.kodak, f) for f in os.listdir(args.kodak) if f.endswith(".png"))

@@ -48,3 +48,12 @@ def rows(db, sql):
     """Rows of an SQL query on a database file, read with plain sqlite3."""
     with sqlite3.connect(db) as conn:
         return conn.execute(sql).fetchall()
+
+
+def index_rows(db):
+    """Every row an index run writes, ids included (times excluded): two runs wrote the same database when these
+    are equal."""
+    with sqlite3.connect(db) as conn:
+        return {table: conn.execute(f"SELECT {columns} FROM {table} ORDER BY 1").fetchall() for table, columns in (
+            ("images", "id, path, size, mtime_ns, sha256, width, height"), ("histograms", "image_id, vector"),
+            ("failures", "path, reason, size, mtime_ns"), ("codebook", "id, c0, c1, c2, hex, share"))}
