@@ -157,6 +157,25 @@ def test_forgotten_files_take_their_thumbnails_with_them(fresh):
     assert orphans == 0 and rows == 13
 
 
+def test_a_rebuild_keeps_structure_thumbnails_and_remove_drops_them(fresh):
+    library, db = fresh
+    with Index.open(db) as index:
+        before = [names(g) for g in index.duplicates().groups]
+        index.add(library, rebuild=True, settings={"colors": 32})  # written aside, swapped in at its end
+        assert [names(g) for g in index.duplicates().groups] == before
+        index.remove(library / "small.jpg")
+        assert "small.jpg" not in names(index.duplicates().groups[0])
+    with sqlite3.connect(db) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        rows = conn.execute("SELECT count(*) FROM structure_thumbnails WHERE image_id IN (SELECT id FROM images)")
+        assert rows.fetchone()[0] == 13 and not [t for t in tables if t.startswith("rebuild_")]
+
+
+def test_duplicates_through_a_read_only_index(indexed):
+    with Index.open(indexed / "photos.db", read_only=True) as index:
+        assert index.duplicates(tier=1).groups[0].tier == 1
+
+
 def test_cli_formats(cli, indexed, tmp_path):
     db = indexed / "photos.db"
     code, out, err = cli("duplicates", "--db", db, "--json")
