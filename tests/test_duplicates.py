@@ -185,6 +185,10 @@ def test_cli_formats(cli, indexed, tmp_path):
     assert document["images"] == 14 and group["tier"] == 3 and group["kind"] == "near-duplicates"
     assert group["members"][0]["role"] == "keeper" and group["members"][0]["path"].endswith("original.png")
     assert {os.path.basename(m["path"]): m["relation"] for m in group["members"][1:]}["turned.jpg"] == "saved again"
+    joined = {frozenset((os.path.basename(p["path"]), os.path.basename(p["other"]))): p["tier"]
+              for p in document["pairs"]}
+    assert joined[frozenset(("original.png", "copy of original.png"))] == 1
+    assert joined[frozenset(("original.png", "mirrored.png"))] == 2 and max(joined.values()) == 3
     code, out, _ = cli("duplicates", "--db", db, "--format", "paths")
     assert code == 0 and sorted(os.path.basename(line) for line in out.splitlines()) == sorted(COPIES)
     code, out, _ = cli("duplicates", "--db", db, "--format", "tsv", "--tier", "1")

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import os
-import sys
 import time
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,20 +12,13 @@ import typer
 from ..files import write_text
 from ..imageio import encode_image
 from ..viz.page import Group, Picture, groups_page
-from .options import DbOption, QuietOption
-from .output import print_json, reports_errors, show_path, stderr, stdout
+from .options import DbOption, FormatOption, QuietOption
+from .output import (chosen_format, print_json, relative_path, reports_errors, show_path, stderr, stdout,
+                     write_rows)
 from .pictures import THUMBNAIL, load_thumbnail
 from .progress import ProgressBar
 
 HTML_GROUPS = 300  # groups drawn on a page at most: thumbnails make a page of thousands of groups unusable
-
-
-class Format(str, Enum):
-    table = "table"
-    tsv = "tsv"
-    csv = "csv"
-    json = "json"
-    paths = "paths"
 
 
 COLUMNS = ("group", "tier", "kind", "role", "relation", "symmetry", "distance", "colour_distance",
@@ -47,11 +37,10 @@ def duplicates_command(
         "--threshold", max=4.0,
         help="How near a near-duplicate (tier 3) must be: 1 is the calibrated default, 0.5 stricter, 1.5 looser.")
     ] = 1.0,
-    output_format: Annotated[Optional[Format], typer.Option(
-        "--format", help="table (the default on a terminal), tsv (the default otherwise; one row per file), csv, "
-                         "json, or paths: the copies, every file but each group's keeper, one per line.",
-        show_default=False)] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="The same as --format json.")] = False,
+    format_name: FormatOption = None,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Same as --format json: one JSON document with the groups and the pairs that join them.")
+    ] = False,
     html: Annotated[Optional[Path], typer.Option(
         "--html", help="Also write the groups side by side as one self-contained web page.",
         show_default=False)] = None,
@@ -59,17 +48,12 @@ def duplicates_command(
 ):
     """Find copies among the indexed photos: identical files, the same photo saved again, and near-duplicates,
     each group with a suggested keeper (most pixels, then the largest file, then the oldest). Never deletes or
-    moves a file."""
+    moves a file. --format paths prints the copies: every file but each group's keeper."""
     from ..index import Index
 
     if not threshold > 0:
         raise typer.BadParameter(f"{threshold} is not more than 0", param_hint="--threshold")
-    if json_output:
-        if output_format not in (None, Format.json):
-            raise typer.BadParameter("--json and --format disagree", param_hint="--json")
-        output_format = Format.json
-    if output_format is None:
-        output_format = Format.table if sys.stdout.isatty() else Format.tsv
+    output_format = chosen_format(format_name, json_output)
     show_progress = not quiet  # on stderr, when it is a terminal
     with Index.open(db) as index:
         with ProgressBar("comparing", show_progress) as progress:
@@ -86,23 +70,19 @@ def duplicates_command(
 
 
 def render(report, output_format, database):
-    if output_format == Format.json:
+    """The report on stdout in the format asked for (formats as every command has them: cbir.cli.output)."""
+    if output_format == "json":
         print_json(document(report, database))
-    elif output_format == Format.paths:
-        for group in report.groups:
-            for member in group.members[1:]:
-                sys.stdout.write(show_path(member.path) + "\n")
-    elif output_format in (Format.tsv, Format.csv):
-        writer = csv.writer(sys.stdout, delimiter="\t" if output_format == Format.tsv else ",", lineterminator="\n")
-        writer.writerow(COLUMNS)
-        for number, group in enumerate(report.groups, 1):
-            for k, m in enumerate(group.members):
-                writer.writerow([number, group.tier, group.label, "keeper" if k == 0 else "copy", relation(m),
-                                 m.symmetry, number_or_blank(m.distance), number_or_blank(m.colour_distance),
-                                 number_or_blank(m.structure_distance), m.width, m.height, m.size,
-                                 modified(m.mtime_ns), show_path(m.path)])
-    else:
+    elif output_format == "paths":
+        write_rows("paths", ["path"], [[show_path(m.path)] for g in report.groups for m in g.members[1:]])
+    elif output_format == "table":
         show_table(report)
+    else:
+        write_rows(output_format, list(COLUMNS), [
+            [number, group.tier, group.label, "keeper" if k == 0 else "copy", relation(m), m.symmetry,
+             number_or_blank(m.distance), number_or_blank(m.colour_distance), number_or_blank(m.structure_distance),
+             m.width, m.height, m.size, modified(m.mtime_ns), show_path(m.path)]
+            for number, group in enumerate(report.groups, 1) for k, m in enumerate(group.members)])
 
 
 def relation(member):
@@ -122,7 +102,7 @@ def member_document(member, role):
             "distance": rounded(member.distance), "colour_distance": rounded(member.colour_distance),
             "structure_distance": rounded(member.structure_distance), "width": member.width,
             "height": member.height, "bytes": member.size, "modified": modified(member.mtime_ns),
-            "path": show_path(member.path)}
+            "image_id": member.image_id, "path": relative_path(member.path)}
 
 
 def rounded(value):
@@ -135,11 +115,14 @@ def document(report, database):
             "seconds": round(report.seconds, 3),
             "groups": [{"tier": g.tier, "kind": g.label, "why": g.why,
                         "members": [member_document(m, "keeper" if k == 0 else "copy")
-                                    for k, m in enumerate(g.members)]} for g in report.groups]}
+                                    for k, m in enumerate(g.members)]} for g in report.groups],
+            "pairs": [{"path": relative_path(p.path), "other": relative_path(p.other), "tier": p.tier,
+                       "distance": round(p.distance, 4)} for p in report.pairs]}
 
 
 def show_table(report):
-    """Groups as aligned plain lines, the path last and never cut or wrapped (paths are the result)."""
+    """Groups as aligned plain lines, one file a line, the path last and never cut (paths are the result). Not
+    write_rows' table: its columns left a path a few characters wide in an 80-column terminal."""
     if not report.groups:
         stdout.print(f"No duplicates among {report.images} images.", markup=False)
         return

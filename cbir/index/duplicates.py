@@ -105,7 +105,8 @@ class DuplicatePair:
 
 @dataclass(frozen=True)
 class DuplicateReport:
-    """What :meth:`cbir.Index.duplicates` found: ``groups`` (by tier, then largest first), the ``pairs`` that join
+    """What :meth:`cbir.Index.duplicates` found: ``groups`` (by tier, then largest first), the ``pairs`` (each once, in
+    its tightest tier) that join
     them, how many images were compared, how many have no structure thumbnail (compared as identical files only),
     the candidate pairs measured, the tier and threshold asked for, and the seconds it took."""
 
@@ -201,11 +202,21 @@ def _find(store, tier, threshold, tuning, progress, started):
         group_tier = min(t for t in labels if len(set(labels[t][members].tolist())) == 1)
         groups.append(_group(store, rows, keeper, rest, to_keeper, group_tier, rule, threshold))
     groups.sort(key=lambda g: (g.tier, -len(g.members), g.keeper.stored_path))
-    near = np.concatenate(distances)
-    pairs = [DuplicatePair(store.disk_path(rows[x][1]), store.disk_path(rows[y][1]), int(t), float(d))
-             for x, y, t, d in zip(a.tolist(), b.tolist(), kind.tolist(), near.tolist())]
+    pairs = _pairs(store, rows, a, b, kind, np.concatenate(distances))
     return DuplicateReport(groups, pairs, n, int(n - present.sum()) if tier >= 2 else 0, measured, tier, threshold,
                            time.perf_counter() - started)
+
+
+def _pairs(store, rows, a, b, kind, near):
+    """Each pair once (identical files are measured again as candidates), in its tightest tier, by tier."""
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    order = np.lexsort((near, kind, high, low))
+    first = np.ones(len(order), bool)
+    first[1:] = (low[order][1:] != low[order][:-1]) | (high[order][1:] != high[order][:-1])
+    kept = order[first]
+    kept = kept[np.lexsort((near[kept], kind[kept]))]
+    return [DuplicatePair(store.disk_path(rows[x][1]), store.disk_path(rows[y][1]), int(t), float(d))
+            for x, y, t, d in zip(low[kept].tolist(), high[kept].tolist(), kind[kept].tolist(), near[kept].tolist())]
 
 
 def _colours(store, count):
