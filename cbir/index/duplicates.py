@@ -105,9 +105,8 @@ class DuplicatePair:
 
 @dataclass(frozen=True)
 class DuplicateReport:
-    """What :meth:`cbir.Index.duplicates` found: ``groups`` (by tier, then largest first), the ``pairs`` (each once, in
-    its tightest tier) that join
-    them, how many images were compared, how many have no structure thumbnail (compared as identical files only),
+    """What :meth:`cbir.Index.duplicates` found: ``groups`` (by tier, then largest first), the ``pairs`` that join
+    them (each once, in its tightest tier), how many images were compared, how many have no structure thumbnail (compared as identical files only),
     the candidate pairs measured, the tier and threshold asked for, and the seconds it took."""
 
     groups: list[DuplicateGroup]
