@@ -248,8 +248,9 @@ def table(truth, methods):
     if best:
         print("| best hash | " + " | ".join(f"{best[k]:.3f}" for k in kinds) + " | | |")
     print()
-    print("Recall of cbir, tiers 1-3, per kind: " + ", ".join(
-        f"{k} {truth.scores(methods['cbir, tiers 1-3'], k)[1]:.3f}" for k in TRANSFORMS))
+    for what, at in (("Precision", 0), ("Recall", 1)):
+        print(f"{what} of cbir, tiers 1-3, per kind: " + ", ".join(
+            f"{k} {truth.scores(methods['cbir, tiers 1-3'], k)[at]:.3f}" for k in TRANSFORMS))
     print("Precision of tier 2 over all pairs: {:.4f} ({} false pairs)".format(
         truth.scores(methods["cbir tier 2 only"], "all")[0],
         int((methods["cbir tier 2 only"] & ~truth.true).sum())))
