@@ -323,6 +323,7 @@ def test_a_run_with_nothing_to_read_never_contacts_the_cluster(tmp_path):
 
 
 @needs_dask
+@pytest.mark.slow  # waits out a connection timeout
 def test_an_unreachable_scheduler_is_a_clear_error_and_changes_nothing(many_photos, tmp_path):
     tuning = Tuning(cluster_connect_seconds=1)
     with pytest.raises(ClusterError, match="cannot reach a Dask scheduler at tcp://127.0.0.1:9"):

@@ -1,3 +1,5 @@
+import functools
+
 import numpy as np
 import pytest
 
@@ -70,11 +72,19 @@ def test_block_weights_give_regions_together_the_weight_of_the_whole_image(layou
         np.testing.assert_array_equal(weights, 1.0)
 
 
+@functools.cache
+def random_lut(n_colors):
+    """The LUT of a random codebook of ``n_colors`` (read-only, so shared by the cases; building one takes ~0.3 s)."""
+    rng = np.random.default_rng(n_colors)
+    return lookup_table(to_space(rng.integers(0, 256, (n_colors, 3)).astype(np.float32), "lab"), "lab")
+
+
 def random_lut_and_images(n_colors, noise_size, smooth_size, slope):
     """The LUT of a random codebook, and four images: noise, a noisy gradient (neighbours share colours, as in
     photos), one white pixel and a black strip."""
     rng = np.random.default_rng(n_colors)
-    lut = lookup_table(to_space(rng.integers(0, 256, (n_colors, 3)).astype(np.float32), "lab"), "lab")
+    lut = random_lut(n_colors)
+    rng.integers(0, 256, (n_colors, 3))  # the codebook's draw, so the images stay as they were
     ramp = np.mgrid[0 : smooth_size[0], 0 : smooth_size[1]][1][..., None] * slope
     smooth = np.clip(ramp + rng.normal(0, 20, (*smooth_size, 3)), 0, 255).astype(np.uint8)
     return lut, [rng.integers(0, 256, (*noise_size, 3)).astype(np.uint8), smooth, np.full((1, 1, 3), 255, np.uint8),
@@ -93,7 +103,7 @@ def test_opencv_counts_equal_the_numpy_reference(layout, n_colors):
         assert reference.sum() == image.shape[0] * image.shape[1]
 
 
-@pytest.mark.parametrize("bits", [1, 4, 7])
+@pytest.mark.parametrize("bits", [1, 4, pytest.param(7, marks=pytest.mark.slow)])
 def test_opencv_counts_equal_the_numpy_reference_for_other_lut_sizes(photo, bits):
     from cbir.core.histogram import region_counts
 

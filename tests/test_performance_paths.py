@@ -251,6 +251,7 @@ def test_smallest_finds_the_m_smallest_values(values, m):
     np.testing.assert_array_equal(np.sort(values[picked]), np.sort(values)[: len(picked)])
 
 
+@pytest.mark.slow  # seconds of work; the full suite runs it
 def test_grouped_queries_equal_single_queries_and_the_naive_formula():
     rng = np.random.default_rng(3)
     k, blocks = 12, 2

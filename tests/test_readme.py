@@ -5,6 +5,8 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,6 +68,7 @@ def test_api_default_workers_match_the_command_line(monkeypatch, tmp_path):
     assert seen["workers"] == default_workers()
 
 
+@pytest.mark.slow  # seconds of work; the full suite runs it
 def test_getting_started_runs_as_written_and_leaves_the_repository_clean(cli, tmp_path, monkeypatch):
     """Every cbir command of docs/getting-started.md runs, from a copy of the repository's sample, and writes only
     what .gitignore ignores (its outputs used to be left as untracked files in the repository)."""

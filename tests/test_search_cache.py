@@ -82,8 +82,13 @@ def change_the_codebook(store, ids):
     store.db.execute("UPDATE codebook SET c0 = c0 + 1 WHERE id = 0")
 
 
-@pytest.mark.parametrize("change", [change_a_histogram, add_an_image, forget_an_image, delete_an_image_row_by_hand,
-                                    renumber_an_image, change_the_codebook])
+def quick_first(*cases):
+    """The first case in the quick loop, the others in the full suite (each indexes 40 photos afresh)."""
+    return [cases[0], *(pytest.param(case, marks=pytest.mark.slow) for case in cases[1:])]
+
+
+@pytest.mark.parametrize("change", quick_first(change_a_histogram, add_an_image, forget_an_image,
+                                               delete_an_image_row_by_hand, renumber_an_image, change_the_codebook))
 def test_any_change_to_what_the_search_reads_drops_the_cache(many_photos, tmp_path, change):
     with open_large(tmp_path / "i.db") as index:
         index.add([many_photos], settings={"colors": 8, "layout": "global"})
@@ -184,8 +189,8 @@ def nan_values(path):
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", [cut_short, not_a_cache, fewer_rows, rows_not_a_number, an_older_generation,
-                                    another_database, zero_ids, nan_values])
+@pytest.mark.parametrize("damage", quick_first(cut_short, not_a_cache, fewer_rows, rows_not_a_number,
+                                               an_older_generation, another_database, zero_ids, nan_values))
 def test_a_damaged_or_foreign_cache_is_ignored(many_photos, tmp_path, damage):
     with open_large(tmp_path / "i.db") as index:
         index.add([many_photos], settings={"colors": 8, "layout": "global"})
