@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from helpers import KODAK, require
+from helpers import smooth_photo as make_photo
 
 from cbir import CbirError, DatabaseError, Index, Tuning
 from cbir.imageio import read_image, write_image
@@ -21,16 +22,6 @@ COPIES = {  # file name: how it relates to original.png, and how it looks next t
     "mirrored.png": (2, "mirrored"),
     "brighter.jpg": (3, "as is"),
 }
-
-
-def make_photo(seed, size=(120, 160)):
-    """A photo-like picture: smooth random colour fields with a little noise. (Pictures of a few flat colours, like
-    helpers.make_photo's, learn a codebook of near-identical colours that JPEG noise moves between.)"""
-    rng = np.random.default_rng(seed)
-    field = cv2.resize(rng.normal(0, 1, (5, 6, 3)).astype(np.float32), (size[1], size[0]),
-                       interpolation=cv2.INTER_CUBIC)
-    field = (field - field.min()) / (field.max() - field.min()) * 220 + 15
-    return np.clip(field + rng.normal(0, 3, field.shape), 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")

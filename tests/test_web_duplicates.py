@@ -13,7 +13,7 @@ from cbir.imageio import write_image  # noqa: E402
 from cbir.web import app as web_app  # noqa: E402
 from cbir.web.app import create_app  # noqa: E402
 from cbir.web.security import CSP  # noqa: E402
-from test_duplicates import make_photo  # noqa: E402  (photo-like pictures whose copies stay copies)
+from helpers import smooth_photo as make_photo  # noqa: E402
 
 HOSTILE = "<img src=x onerror=alert(1)>&amp;\"'.png"
 

@@ -6,6 +6,7 @@ Fixtures live in conftest.py; the messy collection of test_reliability.py in hel
 import sqlite3
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -34,6 +35,16 @@ def make_photo(seed, size=(40, 56)):
         cy, cx, r = rng.integers(0, size[0]), rng.integers(0, size[1]), rng.integers(5, 20)
         image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(0, 256, 3)
     return np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
+
+
+def smooth_photo(seed, size=(120, 160)):
+    """A photo-like picture: smooth random colour fields with a little noise. (Pictures of a few flat colours, like
+    make_photo's, learn a codebook of near-identical colours that JPEG noise moves between.)"""
+    rng = np.random.default_rng(seed)
+    field = cv2.resize(rng.normal(0, 1, (5, 6, 3)).astype(np.float32), (size[1], size[0]),
+                       interpolation=cv2.INTER_CUBIC)
+    field = (field - field.min()) / (field.max() - field.min()) * 220 + 15
+    return np.clip(field + rng.normal(0, 3, field.shape), 0, 255).astype(np.uint8)
 
 
 def write_photos(folder, count, size=(40, 56)):
