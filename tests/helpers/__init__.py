@@ -6,7 +6,6 @@ Fixtures live in conftest.py; the messy collection of test_reliability.py in hel
 import sqlite3
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -40,6 +39,8 @@ def make_photo(seed, size=(40, 56)):
 def smooth_photo(seed, size=(120, 160)):
     """A photo-like picture: smooth random colour fields with a little noise. (Pictures of a few flat colours, like
     make_photo's, learn a codebook of near-identical colours that JPEG noise moves between.)"""
+    import cv2  # here, not at the top: cbir must be imported first to set OpenCV's pixel limit (cbir.imageio)
+
     rng = np.random.default_rng(seed)
     field = cv2.resize(rng.normal(0, 1, (5, 6, 3)).astype(np.float32), (size[1], size[0]),
                        interpolation=cv2.INTER_CUBIC)
