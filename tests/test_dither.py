@@ -72,6 +72,18 @@ def test_equals_plain_floyd_steinberg_with_alpha(photo, shape):
     np.testing.assert_array_equal(ours, reference(image, palette, metric=METRIC))
 
 
+@pytest.mark.parametrize("shape", [(30, 150), (150, 30)])
+def test_equals_plain_floyd_steinberg_over_many_wavefronts(shape):
+    """Wider than the ring of error slots several times over (its wrap-around keeps the last three)."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:shape[0], 0:shape[1]]
+    image = np.clip(np.stack([x * 1.7, y * 1.7, (x + y)], -1) + rng.normal(0, 20, shape + (3,)), 0, 255)
+    image = image.astype(np.uint8)
+    strength = rng.random(shape).astype(np.float32)
+    ours = floyd_steinberg(image, PALETTE, strength=strength, metric=METRIC, error_limit=32.0)
+    np.testing.assert_array_equal(ours, reference(image, PALETTE, strength=strength, metric=METRIC, limit=32.0))
+
+
 def test_grey_between_black_and_white_alternates():
     labels = floyd_steinberg(np.full((6, 8, 3), 128, np.uint8), np.array([[0, 0, 0], [255, 255, 255]], np.uint8))
     assert abs(labels.mean() - 128 / 255) < 0.05

@@ -92,3 +92,18 @@ def test_matrix_product_distances_give_the_same_clustering(k):
     # Hamerly's labels after the last step are each point's nearest centre
     d2 = ((points[:, None, :] - b.centres[None].astype(np.float64)) ** 2).sum(-1)
     np.testing.assert_allclose(d2[np.arange(3000), b.labels], d2.min(1), rtol=1e-4)
+
+
+@pytest.mark.parametrize("matmul, k", [(False, 5), (True, 40), (True, 300)])
+def test_two_nearest_matches_sorted_distances(matmul, k):
+    from cbir.core.kmeans import _two_nearest
+
+    rng = np.random.default_rng(k)
+    points = (rng.random((700, 6)) * 100).astype(np.float32)  # 700: more than one block of rows
+    centres = (rng.random((k, 6)) * 100).astype(np.float32)
+    labels, first, second = _two_nearest(points, centres, matmul)
+    d = np.sqrt(((points[:, None, :].astype(np.float64) - centres[None]) ** 2).sum(-1))
+    ordered = np.sort(d, axis=1)
+    np.testing.assert_array_equal(labels, d.argmin(1))
+    np.testing.assert_allclose(first, ordered[:, 0], rtol=1e-3, atol=1e-2)
+    np.testing.assert_allclose(second, ordered[:, 1], rtol=1e-3, atol=1e-2)

@@ -19,7 +19,8 @@ from .colour import srgb_to_lab
 STRENGTH = 0.85  # share of the error passed on where dithering is full; below 1 so small errors fade out (0.94
 # left the median RGB MSE at 64 colours 0.6% above pngquant's, docs/benchmarks.md)
 ERROR_LIMIT = 32.0  # per channel, in 0..255 units: a pixel far from every palette colour pushes on no more than this
-_WEIGHTS = tuple(np.float32(w / 16) for w in (7, 3, 5, 1))  # right, lower-left, lower, lower-right
+# Weights of the slots (t - 3, same row), (t - 3, row above), (t - 2, ...), (t - 1, ...) in the incoming error.
+_PULL = np.array([0, 1, 0, 5, 7, 3], np.float32) / 16
 
 
 def dither_strength(labels: ArrayLike) -> np.ndarray:
@@ -39,7 +40,7 @@ def dither_strength(labels: ArrayLike) -> np.ndarray:
     labels = np.asarray(labels)
     padded = np.pad(labels, 1, mode="edge")
     height, width = labels.shape
-    same = np.zeros(labels.shape, np.float32)
+    same = np.zeros(labels.shape, np.uint8)  # counts 0..8: a quarter of the memory traffic of float32
     for dy in (0, 1, 2):
         for dx in (0, 1, 2):
             if dy != 1 or dx != 1:
@@ -65,15 +66,6 @@ def perceptual_metric(palette_rgb: ArrayLike, shares: ArrayLike) -> np.ndarray:
                           - srgb_to_lab(np.clip(colours - step[c], 0, 255))) / 2 for c in range(3)], axis=1)
     normal = np.eye(3) + np.einsum("k,kij,klj->il", weights / weights.sum(), jacobian, jacobian)
     return np.linalg.cholesky(normal).astype(np.float32)
-
-
-def _skew(height, width):
-    """Index of the pixel at each (wavefront t, row y) cell, ``height * width`` (a zero pixel) where none is."""
-    t = np.arange(width + 2 * (height - 1))[:, None]
-    y = np.arange(height)[None, :]
-    x = t - 2 * y
-    inside = (x >= 0) & (x < width)
-    return np.where(inside, y * width + x, height * width), inside
 
 
 def floyd_steinberg(image: ArrayLike, palette: ArrayLike, *, strength: ArrayLike | float = 1.0,
@@ -137,53 +129,55 @@ def floyd_steinberg(image: ArrayLike, palette: ArrayLike, *, strength: ArrayLike
 
 def _diffuse(pixels, strength, colours, metric, error_limit):
     height, width, channels = pixels.shape
-    index, inside = _skew(height, width)
-    flat = np.zeros((height * width + 1, channels), np.float32)
-    flat[:-1] = pixels.reshape(-1, channels)
-    source = flat[index]  # (T, H, C): wavefront t is source[t], contiguous
-    gains = np.zeros((height * width + 1, strength.shape[2]), np.float32)
-    gains[:-1] = strength.reshape(-1, strength.shape[2])
-    gain = gains[index]  # (T, H, 1 or C)
-    # Nearest colour: argmin over palette of -2 v.(c M M^T) + |c M|^2, one small matrix product per wavefront.
+    # Channel planes: a wavefront's pixels (y, t - 2 y) sit at flat index t + y (W - 2), one strided slice of
+    # each plane, so every operation below runs over one row of n values.
+    source = np.ascontiguousarray(pixels.reshape(-1, channels).T)  # (C, H W)
+    gain = np.ascontiguousarray(strength.reshape(-1, strength.shape[2]).T)  # (1 or C, H W)
+    # Nearest colour: argmin over the palette of [v, 1] @ [-2 M M^T c; |c M|^2], one small product per wavefront.
     mapped = colours @ metric
-    weights = (metric @ (-2 * mapped.T)).astype(np.float32)
-    bias = (mapped * mapped).sum(1).astype(np.float32)
-    labels = np.zeros(index.shape, np.int32)
-    errors = np.zeros((4, height + 1, channels), np.float32)  # ring of the next 4 wavefronts' incoming error
-    value = np.empty((height, channels), np.float32)
-    error = np.empty((height, channels), np.float32)
-    part = np.empty((height, channels), np.float32)
-    right, lower_left, lower, lower_right = _WEIGHTS
-    for t in range(len(index)):
+    weights = np.concatenate([metric @ (-2 * mapped.T), (mapped * mapped).sum(1)[None]]).astype(np.float32)
+    planes = np.ascontiguousarray(colours.T)  # (C, K)
+    labels = np.empty(height * width, np.int32)
+    # The error pixel (t, y) passes on is kept twice in a ring of wavefronts: errors[slot, 0, :, y] and, one row
+    # down, errors[slot, 1, :, y + 1]; the error coming into wavefront t is then one weighted sum of the slots of
+    # t - 3 .. t - 1: 7/16 from the left, 3/16 from above right, 5/16 from above, 1/16 from above left.
+    ring = 64
+    errors = np.zeros((ring, 2, channels, height + 1), np.float32)
+    stacked = errors.reshape(2 * ring, channels * (height + 1))
+    pull = _PULL
+    value = np.ones((channels + 1, height), np.float32)  # [v; 1] for the product
+    limit = None if error_limit is None else np.float32(error_limit)
+    step = max(width - 2, 1)  # a slice step; a wavefront of an image 2 wide holds one pixel
+    base = -3  # wavefront t lives in slot t - base
+    for t in range(width + 2 * (height - 1)):
         y0 = max(0, (t - width + 2) // 2)
         y1 = min(height - 1, t // 2) + 1
         n = y1 - y0
-        incoming = errors[t & 3]
-        v, e, p = value[:n], error[:n], part[:n]
-        np.multiply(incoming[y0:y1], gain[t, y0:y1], out=v)
-        v += source[t, y0:y1]
+        slot = t - base
+        if slot == ring:  # keep the last three wavefronts, clear the rest
+            errors[:3] = errors[ring - 3:]
+            errors[3:] = 0
+            base += ring - 3
+            slot = 3
+        if n <= 0:
+            continue
+        first = t + y0 * (width - 2)
+        pixels_at = slice(first, first + (n - 1) * step + 1, step)
+        incoming = (pull @ stacked[2 * slot - 6:2 * slot]).reshape(channels, height + 1)
+        augmented = value[:, :n]
+        v = augmented[:channels]
+        np.multiply(incoming[:, y0:y1], gain[:, pixels_at], out=v)
+        v += source[:, pixels_at]
         np.maximum(v, 0, out=v)
         np.minimum(v, 255, out=v)
         if channels == 4:
-            np.minimum(v[:, :3], v[:, 3:], out=v[:, :3])  # premultiplied colour cannot exceed alpha
-        distance = v @ weights
-        distance += bias
-        chosen = distance.argmin(1)
-        labels[t, y0:y1] = chosen
-        np.subtract(v, np.take(colours, chosen, axis=0), out=e)
-        if error_limit is not None:
-            np.maximum(e, -error_limit, out=e)
-            np.minimum(e, error_limit, out=e)
-        incoming.fill(0)
-        ahead = errors[(t + 1) & 3]
-        np.multiply(e, right, out=p)
-        ahead[y0:y1] += p
-        np.multiply(e, lower_left, out=p)
-        ahead[y0 + 1:y1 + 1] += p
-        np.multiply(e, lower, out=p)
-        errors[(t + 2) & 3, y0 + 1:y1 + 1] += p
-        np.multiply(e, lower_right, out=p)
-        errors[(t + 3) & 3, y0 + 1:y1 + 1] += p
-    result = np.empty(height * width + 1, np.int32)
-    result[index[inside]] = labels[inside]
-    return result[:-1].reshape(height, width)
+            np.minimum(v[:3], v[3:], out=v[:3])  # premultiplied colour cannot exceed alpha
+        chosen = (augmented.T @ weights).argmin(1)
+        labels[pixels_at] = chosen
+        e = errors[slot, 0, :, y0:y1]
+        np.subtract(v, np.take(planes, chosen, axis=1), out=e)
+        if limit is not None:
+            np.maximum(e, -limit, out=e)
+            np.minimum(e, limit, out=e)
+        errors[slot, 1, :, y0 + 1:y1 + 1] = e
+    return labels.reshape(height, width)

@@ -77,8 +77,8 @@ def kmeans_plusplus(points: np.ndarray, weights: np.ndarray, k: int, rng: np.ran
 
     Parameters
     ----------
-    points : (N, D) float64
-    weights : (N,) float64, positive
+    points : (N, D) float
+    weights : (N,) float, positive
     k : int, 1 <= k <= N
     rng : numpy.random.Generator
 
@@ -89,14 +89,17 @@ def kmeans_plusplus(points: np.ndarray, weights: np.ndarray, k: int, rng: np.ran
     n_local_trials = n_local_trials or 2 + int(np.log(k))
     first = rng.choice(len(points), p=weights / weights.sum())
     chosen = [first]
+    # Distances in float32 (half the memory traffic of float64; the draws only need them roughly), sums in float64.
+    points = np.asarray(points, np.float32)
+    weights = np.asarray(weights, np.float32)
     norms = (points * points).sum(1)  # squared_distances' terms, computed once instead of once per centre
     closest = np.maximum(norms - 2 * points @ points[first] + norms[first], 0)
     for _ in range(1, k):
-        potential = weights * closest
-        total = potential.sum()
+        cumulative = np.cumsum(weights * closest, dtype=np.float64)
+        total = cumulative[-1]
         if total <= 0:  # every remaining point coincides with a centre
             break
-        candidates = np.searchsorted(np.cumsum(potential), rng.random(n_local_trials) * total)
+        candidates = np.searchsorted(cumulative, rng.random(n_local_trials) * total)
         candidates = np.minimum(candidates, len(points) - 1)
         d2 = norms[:, None] - 2 * points @ points[candidates].T + norms[candidates][None, :]
         cand_d2 = np.minimum(closest[:, None], np.maximum(d2, 0, out=d2))
@@ -169,16 +172,18 @@ def _two_nearest(points, centres, matmul=False):
     labels = np.empty(len(points), np.int32)
     first = np.empty(len(points), np.float32)
     second = np.empty(len(points), np.float32)
+    offsets = np.arange(_ROWS) * k  # of each row in a flattened block
     for start in range(0, len(points), _ROWS):
         n = min(_ROWS, len(points) - start)
         rows[:n, :-1] = points[start:start + n]
         d2 = rows[:n] @ product
         nearest = d2.argmin(1)
         flat = d2.ravel()
-        at = np.arange(n) * k + nearest
+        at = offsets[:n] + nearest
         first[start:start + n] = flat[at]
         flat[at] = np.inf
-        d2.min(1, out=second[start:start + n])
+        # The second smallest by argmin and a gather: numpy's argmin along rows is ~4x faster than its min.
+        second[start:start + n] = flat[offsets[:n] + d2.argmin(1)]
         labels[start:start + n] = nearest
     norms = np.einsum("ij,ij->i", points, points)
     return labels, np.sqrt(np.maximum(first + norms, 0)), np.sqrt(np.maximum(second + norms, 0))
