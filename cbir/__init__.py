@@ -28,7 +28,8 @@ _LAZY = {"Index": "index", "Result": "index", "Failure": "index", "IndexReport":
          "parse_target": "core.colour_query", "Quantization": "core.quantize", "mean_delta_e": "core.quantize",
          "quantize": "core.quantize", "rgb_mse": "core.quantize", "read_image": "imageio", "write_image": "imageio",
          "write_palette_image": "imageio",
-         "Settings": "settings"}
+         "Settings": "settings", "DuplicateReport": "index", "DuplicateGroup": "index", "DuplicateMember": "index",
+         "DuplicatePair": "index"}
 
 __all__ = [
     "BusyError",
@@ -37,6 +38,10 @@ __all__ = [
     "ColourError",
     "DatabaseError",
     "DecodeError",
+    "DuplicateGroup",
+    "DuplicateMember",
+    "DuplicatePair",
+    "DuplicateReport",
     "EvaluationError",
     "Failure",
     "Index",

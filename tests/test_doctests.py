@@ -6,7 +6,8 @@ import importlib
 import pytest
 
 MODULES = ["cbir.settings", "cbir.index.api", "cbir.core.quantize", "cbir.core.colour_query", "cbir.core.colour",
-           "cbir.core.histogram", "cbir.core.qfd", "cbir.core.feedback", "cbir.core.metrics", "cbir.core.kmeans", "cbir.core.codebook",
+           "cbir.core.duplicates", "cbir.core.histogram", "cbir.core.qfd", "cbir.core.feedback", "cbir.core.metrics",
+           "cbir.core.kmeans", "cbir.core.codebook",
            "cbir.imageio", "cbir.store.codec", "cbir.core.ann"]
 
 

@@ -147,7 +147,8 @@ def test_queries_during_a_rebuild_see_the_old_index_until_it_is_complete(tmp_pat
     db = tmp_path / "i.db"
     with Index.open(db, create=True) as index:
         index.add(photos, settings={"colors": 8})
-    env = hooked(tmp_path, delay=0.03, batch_size=4)
+    # sample_keep_bytes=0: the rebuild decodes each file again in its main pass, slowed by the hook
+    env = hooked(tmp_path, delay=0.03, batch_size=4, sample_keep_bytes=0)
     rebuild = subprocess.Popen([sys.executable, "-m", "cbir", "index", str(photos), "--db", str(db), "--rebuild",
                                 "--codebook-size", "6", "--workers", "1", "-q"], env=env, stderr=subprocess.PIPE, text=True)
     queries = subprocess.run([sys.executable, "-c", QUERY_LOOP, str(db), str(photos / "p7.png"), "2.5"],

@@ -267,8 +267,9 @@ def test_a_rebuild_killed_half_way_leaves_the_old_index_as_it_was(tmp_path, cli)
     with Index.open(db, create=True) as index:
         index.add(photos, settings={"colors": 8})
     before = rows_of(db, "SELECT path, vector FROM images JOIN histograms ON image_id = id ORDER BY path")
+    # sample_keep_bytes=0: the rebuild decodes each file again in its main pass, slowed by the hook
     run = cbir("index", photos, "--db", db, "--rebuild", "--codebook-size", "6", "--workers", "1", "-q", cwd=tmp_path,
-               env=hooked(tmp_path, delay=0.03, batch_size=4))
+               env=hooked(tmp_path, delay=0.03, batch_size=4, sample_keep_bytes=0))
     deadline = time.monotonic() + 120
     while not rows_of(db, "SELECT name FROM sqlite_master WHERE name = 'rebuild_images'") or \
             rows_of(db, "SELECT count(*) FROM rebuild_images") == [(0,)]:

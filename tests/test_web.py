@@ -54,7 +54,7 @@ def upload(client, data, name="query.jpg", url="/api/search", **fields):
     return client.post(url, files={"image": (name, data, "image/jpeg")}, data=fields)
 
 
-@pytest.mark.parametrize("url", ["/", "/?folder=images", "/image/1", "/example", "/colour", "/layout",
+@pytest.mark.parametrize("url", ["/", "/?folder=images", "/image/1", "/example", "/colour", "/layout", "/duplicates",
                                  "/search?like=1", "/search?color=%231e90ff:40&color=white:20",
                                  "/search?layout=skyblue,skyblue,skyblue,,,,green,green,green",
                                  "/search?pick=%23ff0000&share=30&pick=%23000000&share="])

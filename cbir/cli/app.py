@@ -13,6 +13,7 @@ import typer
 
 from .. import __version__
 from .check import check_command
+from .duplicates import duplicates_command
 from .evaluate import evaluate_command
 from .help import Command
 from .index import index_command
@@ -49,7 +50,7 @@ def _root(
 
 # In the order `cbir --help` lists them; every command's help names its values plainly (cbir.cli.help).
 for name, command in [("quantize", quantize_command), ("index", index_command), ("query", query_command),
-                      ("remove", remove_command), ("prune", prune_command), ("info", info_command),
+                      ("duplicates", duplicates_command), ("remove", remove_command), ("prune", prune_command), ("info", info_command),
                       ("check", check_command), ("evaluate", evaluate_command), ("serve", serve_command)]:
     app.command(name, cls=Command)(command)
 

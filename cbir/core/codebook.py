@@ -6,6 +6,7 @@ images), then one weighted k-means over the occupied bins (coarse to fine, as fo
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .colour import bin_centres, bin_index, from_space
@@ -33,6 +34,19 @@ def colour_counts(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Only the occupied bins: a bincount over all 2**18 bins cost as much as decoding the image (4.5 ms against
     # 0.4 ms per 128x96 image, tests/benchmarks/bench_first_index.py), and the pool is the same.
     return np.unique(bin_index(image, POOL_BITS).ravel(), return_counts=True)
+
+
+def block_means(image: np.ndarray, factor: int) -> np.ndarray:
+    """``image (H, W, 3) uint8`` averaged over ``factor`` x ``factor`` blocks (OpenCV's area interpolation):
+    ``(max(1, H // factor), max(1, W // factor), 3) uint8``; the image itself when ``factor`` is 1.
+
+    What a JPEG decoded ``factor`` times smaller holds (its DCT scaling keeps the mean of each block), from a decode
+    that was made larger for the histograms: the codebook's sample is decoded once, at the histograms' scale.
+    """
+    if factor <= 1:
+        return image
+    height, width = image.shape[:2]
+    return cv2.resize(image, (max(1, width // factor), max(1, height // factor)), interpolation=cv2.INTER_AREA)
 
 
 def pool_counts(pool: np.ndarray, bins: np.ndarray, counts: np.ndarray) -> None:

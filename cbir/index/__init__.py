@@ -9,6 +9,8 @@ import importlib
 _NAMES = {"Index": "api", "Result": "api", "Failure": "api", "ImageInfo": "api", "Folder": "api",
           "Explanation": "api", "ColourMatch": "api", "IndexReport": "run", "RemovalReport": "forget", "Tuning": "tuning",
           "CheckReport": "check", "Finding": "check",
+          "DuplicateReport": "duplicates", "DuplicateGroup": "duplicates", "DuplicateMember": "duplicates",
+          "DuplicatePair": "duplicates",
           # standard library only: a face starts the worker server with them before it imports the index
           "default_workers": "workers", "start_server": "workers"}
 

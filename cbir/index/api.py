@@ -22,6 +22,7 @@ from ..settings import Settings
 from ..store import Store
 from . import search_cache, vector_index
 from .check import CheckReport, check_database
+from .duplicates import DuplicateReport, find_duplicates
 from .engine import Engine, load_engine
 from .forget import RemovalReport, prune, remove_paths
 from .run import IndexReport, index_paths
@@ -488,6 +489,53 @@ class Index:
 
     def _result(self, rank: int, stored: str, distance: float, image_id: int) -> Result:
         return Result(rank, self._store.disk_path(stored), distance, image_id, stored)
+
+    # --- copies -----------------------------------------------------------------------------------------------
+    def duplicates(self, *, tier: int = 3, threshold: float = 1.0, progress: Progress | None = None
+                   ) -> DuplicateReport:
+        """Group the indexed photos that are copies of each other, in tiers: 1 identical files, 2 the same photo
+        saved again (resized, recompressed, converted, rotated, mirrored), 3 near-duplicates (bursts, light crops,
+        small edits). Reads the database only: no file is deleted, moved or written.
+
+        Parameters
+        ----------
+        tier : the loosest tier to report (1, 2 or 3)
+        threshold : how near tier 3 must be, in near-duplicate distance (1: the default; 0.5 stricter, 1.5 looser;
+            more than 0, at most 4)
+        progress : callable(done, total) while the pairs are compared
+
+        Returns
+        -------
+        DuplicateReport
+            ``groups``: :class:`DuplicateGroup` s, each with its ``tier``, ``members`` (the suggested keeper
+            first: most pixels, then the largest file, then the oldest) and ``why``
+
+        Raises
+        ------
+        ValueError
+            a tier or threshold out of range
+        CbirError
+            a threshold so loose that too many pairs qualify
+        DatabaseError
+            the index cannot be read
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, os, shutil
+        >>> from cbir import Index, write_image
+        >>> folder = tempfile.mkdtemp()
+        >>> photo = np.random.default_rng(1).integers(0, 256, (48, 64, 3), np.uint8)
+        >>> write_image(os.path.join(folder, "a.png"), photo)
+        >>> shutil.copy(os.path.join(folder, "a.png"), os.path.join(folder, "copy of a.png"))  # doctest: +ELLIPSIS
+        '...'
+        >>> write_image(os.path.join(folder, "b.png"), photo[::-1, ::-1])   # rotated by 180 degrees
+        >>> with Index.open(os.path.join(folder, "photos.db"), create=True) as index:
+        ...     report = index.add(folder)
+        ...     group = index.duplicates().groups[0]
+        >>> group.tier, [(os.path.basename(m.path), m.relation, m.symmetry) for m in group.members]
+        (2, [('a.png', 0, 'as is'), ('copy of a.png', 1, 'as is'), ('b.png', 2, 'rotated 180°')])
+        """
+        return find_duplicates(self._store, tier=tier, threshold=threshold, tuning=self._tuning, progress=progress)
 
     # --- what an index holds ----------------------------------------------------------------------------------
     def vector_index_state(self) -> str:

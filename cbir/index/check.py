@@ -124,6 +124,13 @@ def _check(store, report, files):
                    (found["bad_blob_size"] or found["bad_values"]) else
                    f"{len(found['bad_blob_size'])} of the wrong size or type, {len(found['bad_values'])} "
                    "with negative, NaN or infinite values", found["bad_blob_size"] + found["bad_values"])
+    bad, without = found["bad_structure_thumbnails"], found["images_without_structure"]
+    detail = (f"{len(bad)} without an image or of the wrong size" if bad else
+              "every structure thumbnail is 256 bytes of an indexed image")
+    if without:  # an index made before cbir kept them: not damage
+        detail += (f"; {len(without)}{'+' if len(without) >= LISTED else ''} images have none yet (the next index run "
+                   "adds them)")
+    report.add("structure_thumbnails", not bad, detail, bad, remedy=Remedy.REBUILD_IF_DAMAGED)
     if dimension is not None and not found["bad_blob_size"] and not found["bad_values"]:
         differences = search_cache.differences(store)
         if differences is not None:

@@ -76,6 +76,17 @@ def search_setup(store: Store, ranking: dict[str, Any] | None
                  ) -> tuple[Settings, np.ndarray, int, QuadraticFormSearch]:
     """Settings (with ``ranking`` applied), codebook, histogram dimension and the quadratic-form search with A
     factorised but nothing transformed, checked against what this cbir can read."""
+    settings, codebook, dimension = checked_codebook(store, ranking)
+    similarity = similarity_matrix(codebook if settings.space == "lab" else srgb_to_lab(codebook),
+                                   settings.kernel, settings.sigma)
+    search = QuadraticFormSearch.factorised(None, similarity, power=settings.power, blocks=n_blocks(settings.layout),
+                                            weights=block_weights(settings.layout))
+    return settings, codebook, dimension, search
+
+
+def checked_codebook(store: Store, ranking: dict[str, Any] | None) -> tuple[Settings, np.ndarray, int]:
+    """Settings (with ``ranking`` applied), codebook and histogram dimension, checked against what this cbir can
+    read: :func:`search_setup` without the factorisation of A."""
     meta = store.meta()
     codebook = store.codebook()
     if codebook is None or "settings" not in meta:
@@ -87,9 +98,4 @@ def search_setup(store: Store, ranking: dict[str, Any] | None
     if len(codebook) > settings.colors:
         raise DatabaseError(f"{store.path}: {len(codebook)} codebook colours for colors={settings.colors}",
                             remedy=Remedy.REBUILD)
-    blocks = n_blocks(settings.layout)
-    similarity = similarity_matrix(codebook if settings.space == "lab" else srgb_to_lab(codebook),
-                                   settings.kernel, settings.sigma)
-    search = QuadraticFormSearch.factorised(None, similarity, power=settings.power, blocks=blocks,
-                                            weights=block_weights(settings.layout))
-    return settings, codebook, blocks * len(codebook), search
+    return settings, codebook, n_blocks(settings.layout) * len(codebook)

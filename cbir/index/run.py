@@ -31,18 +31,34 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..core.codebook import colour_counts, empty_pool, learn_codebook, pool_counts
+from ..core.codebook import block_means, colour_counts, empty_pool, learn_codebook, pool_counts
+from ..core.duplicates import structure_thumbnail
 from ..core.histogram import LUT_BITS, histogram, lookup_table
 from ..errors import CbirError, ClusterError, DatabaseError, Remedy, SettingsError
-from ..imageio import (IMAGE_EXTENSIONS, decode_image, decode_with_size, native_stderr_silenced, not_a_regular_file,
-                       read_bytes, read_image)
+from ..imageio import (IMAGE_EXTENSIONS, decode_with_size, native_stderr_silenced, not_a_regular_file, read_bytes,
+                       reduction_for)
 from ..settings import Settings
 from .tuning import Tuning
 from .workers import context as _context
 from .workers import exit_with, limit_memory, memory_per_worker, time_limit
 from .workers import start_server as _start_server
 
-CODEBOOK_MIN_SIDE = 64  # colour statistics for the codebook need few pixels: decode large JPEGs small
+# Colour statistics for the codebook need few pixels: a JPEG's colours are pooled at the scale a decode keeping this
+# short side would have (1/8 of a 1024x768 photo), averaged down from the decode made for its histogram.
+CODEBOOK_MIN_SIDE = 64
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A file of the codebook's sample as read and decoded for its histogram, kept so that the run's main pass
+    does not read and decode it again: ``sha256`` of its bytes, its full-size ``size`` (width, height), ``image``
+    at the histograms' scale (``Settings.min_side``), and ``stat`` (size, mtime_ns, inode) taken before it was
+    read; used only while the file's stat is still that."""
+
+    sha256: str
+    size: tuple[int, int]
+    image: np.ndarray
+    stat: tuple[int, int, int]
 
 
 @dataclass
@@ -239,6 +255,10 @@ def learn_collection_codebook(files, settings, progress=None, describer=None, wo
     files, read in worker processes when there are many, or by ``describer`` (a
     :class:`cbir.index.cluster.DaskDescriber`).
 
+    Each file is decoded once, at the histograms' scale (:func:`sample_colours`). Up to ``tuning.sample_keep_bytes``
+    of these decodes are kept (:class:`Decoded`), so the run does not decode those files a second time for their
+    histograms (not with a ``describer``: a cluster's workers decode again).
+
     Files that cannot be read are passed over and more are read in their place, until the sample is full or every
     file was tried: 100,000 empty placeholders beside nine photos still give a codebook of the nine.
 
@@ -246,13 +266,13 @@ def learn_collection_codebook(files, settings, progress=None, describer=None, wo
 
     Returns
     -------
-    (colours, rgb, shares) from :func:`cbir.core.codebook.learn_codebook`, how many images it was learned from, and
+    (colours, rgb, shares) from :func:`cbir.core.codebook.learn_codebook`, how many images it was learned from,
     ``{path: reason}`` of the files whose worker died on them (a crash, the time limit), so the run does not read
-    them a second time
+    them a second time, and ``{path: Decoded}`` of the decodes kept
     """
     order = _spread_order(len(files), settings.sample)
     pool = empty_pool()
-    readable, tried, lost = 0, 0, {}
+    readable, tried, lost, kept, kept_bytes = 0, 0, {}, {}, 0
     total = min(settings.sample, len(files))
     while readable < settings.sample and tried < len(order):
         # As many files as the sample still lacks; more each round when many fail (few rounds of worker start-up).
@@ -261,26 +281,32 @@ def learn_collection_codebook(files, settings, progress=None, describer=None, wo
         paths = [files[i] for i in order[tried : tried + size]]
         tried += len(paths)
         if describer is not None:
-            found, count = describer.pool(paths, CODEBOOK_MIN_SIDE)
+            found, count = describer.pool(paths, settings.min_side)
             pool += found
             readable += count
             if progress:
                 progress(min(readable, total), total)
             continue
-        results = _in_workers("sample", [(p,) for p in paths], settings, None, 0, workers, tuning) \
-            if _parallel(workers, len(paths), tuning) else (_sample_job((p,)) for p in paths)
-        for path, (bins, counts, error) in zip(paths, results):
+        if _parallel(workers, len(paths), tuning):
+            keep = kept_bytes < tuning.sample_keep_bytes  # decodes travel back only while some may be kept
+            results = _in_workers("sample", [(p, keep) for p in paths], settings, None, 0, workers, tuning)
+        else:  # one at a time: a file's decode is kept only when it fits
+            results = (_sample_job((p, kept_bytes < tuning.sample_keep_bytes), settings.min_side) for p in paths)
+        for path, (bins, counts, decoded, error) in zip(paths, results):
             if error is not None:
                 if _WORKER_DIED in error or _TIME_LIMIT in error:
                     lost[path] = error.removeprefix(f"{path}: ")
             elif readable < settings.sample:
                 pool_counts(pool, bins, counts)
                 readable += 1
+                if decoded is not None and kept_bytes + decoded.image.nbytes <= tuning.sample_keep_bytes:
+                    kept[path] = decoded
+                    kept_bytes += decoded.image.nbytes
                 if progress:
                     progress(readable, total)
     if not readable:
         raise CbirError(f"none of the {len(files)} image files could be read as an image; nothing to index")
-    return learn_codebook(pool, settings.colors, space=settings.space, seed=settings.seed), readable, lost
+    return learn_codebook(pool, settings.colors, space=settings.space, seed=settings.seed), readable, lost, kept
 
 
 def _spread_order(n, first):
@@ -292,16 +318,32 @@ def _spread_order(n, first):
     return head + sorted((i for i in range(n) if i not in taken), key=lambda i: (i * golden) % 1.0)
 
 
+def sample_colours(data, min_side, name):
+    """Decode a file of the codebook's sample once, at the histograms' scale (``min_side``), and count its colours
+    for the codebook's pool (:func:`cbir.core.codebook.colour_counts`) at the scale of a ``CODEBOOK_MIN_SIDE``
+    decode (block means of the decode, :func:`cbir.core.codebook.block_means`; other formats than JPEG are decoded
+    whole either way).
+
+    Returns
+    -------
+    image : (H, W, 3) uint8 at the histograms' scale; size : full-size (width, height); bins, counts
+    """
+    image, size = decode_with_size(data, min_side=min_side, name=name)
+    factor = 1
+    if data[:2] == b"\xff\xd8":  # JPEG: decodes were made smaller by DCT scaling
+        factor = max(1, reduction_for(size, CODEBOOK_MIN_SIDE) // reduction_for(size, min_side))
+    return image, size, *colour_counts(block_means(image, factor))
+
+
 def pool_sample(items, min_side, progress=None):
     """Colour pool (:func:`cbir.core.codebook.pool_colours`) of the readable files among ``(path, bytes or None)``
-    items (None: read the file), decoded small, and how many were readable; ``progress(done, total)`` after each
-    (a cluster worker's part of the codebook sample)."""
+    items (None: read the file), as :func:`sample_colours` counts them, and how many were readable;
+    ``progress(done, total)`` after each (a cluster worker's part of the codebook sample)."""
     pool = empty_pool()
     readable = 0
     for done, (path, data) in enumerate(items, 1):
         try:
-            pool_counts(pool, *colour_counts(read_image(path, min_side=min_side) if data is None else
-                                             decode_image(data, min_side=min_side, name=path)))
+            pool_counts(pool, *sample_colours(read_bytes(path) if data is None else data, min_side, path)[2:])
             readable += 1
         except CbirError:
             pass
@@ -311,20 +353,39 @@ def pool_sample(items, min_side, progress=None):
 
 
 def describe(path, settings, lut, n_colors, known_sha256=None, data=None):
-    """Read, hash, decode and histogram one file (``data``: its bytes, when read already).
+    """Read, hash, decode, histogram and thumbnail one file (``data``: its bytes, when read already).
 
     Returns
     -------
-    (sha256, None) when the content hash equals ``known_sha256``, else (sha256, (width, height, vector)) with the
-    full-size dimensions and the ``float32`` histogram. Raises CbirError for a file that cannot be indexed.
+    (sha256, None) when the content hash equals ``known_sha256``, else (sha256, (width, height, vector, thumb))
+    with the full-size dimensions, the ``float32`` histogram and the ``uint8`` structure thumbnail
+    (:func:`cbir.core.duplicates.structure_thumbnail`). Raises CbirError for a file that cannot be indexed.
+    ``data`` may also be the file's :class:`Decoded` from the codebook's sample: the same histogram, bit for bit.
     """
-    if data is None:
-        data = read_bytes(path)
-    sha256 = hashlib.sha256(data).hexdigest()
+    if isinstance(data, Decoded) and not _unchanged(path, data):
+        data = None  # changed since the codebook's sample read it: read as it is now
+    if isinstance(data, Decoded):
+        sha256, (width, height), image = data.sha256, data.size, data.image
+    else:
+        if data is None:
+            data = read_bytes(path)
+        sha256 = hashlib.sha256(data).hexdigest()
+        image = None
     if sha256 == known_sha256:
         return sha256, None
-    image, (width, height) = decode_with_size(data, min_side=settings.min_side, name=path)
-    return sha256, (width, height, histogram(image, lut, n_colors, settings.layout))
+    if image is None:
+        image, (width, height) = decode_with_size(data, min_side=settings.min_side, name=path)
+    return sha256, (width, height, histogram(image, lut, n_colors, settings.layout), structure_thumbnail(image))
+
+
+def _unchanged(path, decoded):
+    """Whether the file read into ``decoded`` still has the same size, time and inode (what a run trusts to skip a
+    file), so what was read then is what it holds now."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return decoded.stat == (stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
 def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None, *, rebuild: bool = False,
@@ -381,7 +442,7 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
                 if not files:
                     raise CbirError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under "
                                     f"{', '.join(map(str, roots))}")
-                (colours, rgb, shares), learned_from, lost = learn_collection_codebook(
+                (colours, rgb, shares), learned_from, lost, kept = learn_collection_codebook(
                     files, settings, codebook_progress, describer, workers, tuning)
                 hexes = ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in rgb]
                 learned = {"settings": settings.to_dict(), "lut_bits": LUT_BITS, "codebook_images": learned_from}
@@ -393,11 +454,12 @@ def index_paths(store, roots: list[str], overrides: dict[str, Any] | None = None
                     store.replace_codebook(colours, hexes, shares, learned)
                 report.codebook_learned, report.codebook_images = True, learned_from
             else:
-                lost = {}
+                lost, kept = {}, {}
                 if settings.to_dict() != meta.get("settings"):  # ranking settings changed: no new histograms needed
                     store.set_meta({"settings": settings.to_dict()})
             _update(target, roots, dataclasses.replace(found, files=files), lost, settings, target.codebook(), report,
-                    progress, workers, tuning, describer, recomputed)
+                    progress, workers, tuning, describer, recomputed, kept)
+            del kept  # the sample's decodes: memory again
             if rebuilding and not report.interrupted:
                 store.finish_rebuild()
                 finished = True
@@ -459,9 +521,10 @@ def _gone(store, roots, files):
 
 
 def _update(store, roots, found, lost, settings, codebook, report, progress, workers, tuning, describer=None,
-            recomputed=frozenset()):
+            recomputed=frozenset(), kept=None):
     """Describe what :func:`_plan` finds to do and write it in batches; ``recomputed``: stored paths a rebuild
-    makes again (counted as updated)."""
+    makes again (counted as updated); ``kept``: ``{path: Decoded}`` from the codebook's sample (:func:`describe` uses
+    one while its file is unchanged)."""
     todo, new_paths, pending = _plan(store, roots, found, lost, report)
     if not todo:
         return
@@ -470,6 +533,9 @@ def _update(store, roots, found, lost, settings, codebook, report, progress, wor
         _start_server()  # if not started yet: it boots on another core while this one builds the lookup table
     # A pending image (no histogram under this codebook) is recomputed even when its content is unchanged.
     jobs = [(path, entry[3] if entry and stored not in pending else None) for path, stored, _, entry in todo]
+    if kept:
+        jobs = [job + (kept[job[0]],) if job[0] in kept else job for job in jobs]
+        kept.clear()  # the jobs hold what is used
     if describer is not None:
         results = describer.describe(jobs, settings, codebook)
     elif parallel:
@@ -501,8 +567,10 @@ def _plan(store, roots, found, lost, report):
     ``lost``: a worker died on them while the codebook was learned), count the unchanged ones. Returns the files to
     read, as ``(path, stored path, stat, known row or None)`` (with every pending image: indexed, but without a
     histogram under this codebook, wherever it is), the stored paths that have no row yet, and the pending stored
-    paths."""
+    paths. Unchanged files indexed before cbir kept structure thumbnails are among them too (under the roots only:
+    a run reads what it is asked to), described in full once and counted as updated."""
     known = store.known_images()
+    without_structure = store.images_without_structure()
     known_failures = store.known_failures()
     pending = store.pending_images()
     abs_roots = [os.path.abspath(r) for r in roots]
@@ -521,6 +589,7 @@ def _plan(store, roots, found, lost, report):
         if not _under(path, abs_roots) and os.path.isfile(path):  # under the roots and not found: removed below
             files.append(path)
             stored_paths.append(stored)
+    pending = pending | {stored for stored, entry in known.items() if entry[0] in without_structure}
     seen = set(stored_paths) | {store.stored_path(p) for p, _ in problems}
     removed = [p for p in list(known) + list(known_failures)
                if p not in seen and _under(os.path.abspath(store.disk_path(p)), abs_roots)
@@ -697,7 +766,7 @@ def _alone(kind, index, job, setup, context):
         why = f"gave up after {seconds:g} s ({_TIME_LIMIT})"
     else:
         why = f"{_WORKER_DIED} (a crash in the image decoder, or killed)"
-    return None, None, f"{job[0]}: {why}"
+    return (None,) * (_RESULT_SIZES[kind] - 1) + (f"{job[0]}: {why}",)
 
 
 def _describe_chunk(jobs, settings, lut, n_colors):
@@ -760,24 +829,41 @@ def _describe_for_run(job):
     return _portable([_describe_job(job, *_worker_context)])[0]
 
 
-def _sample_job(job):
-    """The colour counts of one ``(path,)`` of the codebook sample: ``(bins, counts, error message)``."""
-    (path,) = job
+def _sample_job(job, min_side):
+    """The colour counts of one ``(path, keep)`` of the codebook sample (:func:`sample_colours`): ``(bins, counts,
+    Decoded or None, error message)``, the file's :class:`Decoded` when ``keep``."""
+    path, keep = job
     try:
-        return (*colour_counts(read_image(path, min_side=CODEBOOK_MIN_SIDE)), None)
+        stat = os.stat(path)  # before reading: a file changed since is not taken from its Decoded
+        data = read_bytes(path)
+        image, size, bins, counts = sample_colours(data, min_side, path)
+        decoded = None
+        if keep:
+            decoded = Decoded(hashlib.sha256(data).hexdigest(), size, image,
+                              (stat.st_size, stat.st_mtime_ns, stat.st_ino))
+        return bins, counts, decoded, None
     except CbirError as error:
-        return None, None, str(error)
+        return None, None, None, str(error)
+    except OSError as error:
+        return None, None, None, f"{path}: cannot read ({_os_reason(error)})"
     except MemoryError:
-        return None, None, f"{path}: not enough memory to describe it"
+        return None, None, None, f"{path}: not enough memory to describe it"
     except Exception as error:  # noqa: BLE001 - see _describe_job
-        return None, None, f"{path}: could not be described ({type(error).__name__}: {error})"
+        return None, None, None, f"{path}: could not be described ({type(error).__name__}: {error})"
 
 
-_JOBS = {"describe": _describe_for_run, "sample": _sample_job}
+def _sample_for_run(job):
+    """:func:`_sample_job` in a worker."""
+    return _sample_job(job, _worker_context[0].min_side)
+
+
+_JOBS = {"describe": _describe_for_run, "sample": _sample_for_run}
+_RESULT_SIZES = {"describe": 3, "sample": 4}  # values in a job's result, the error message last
 
 
 def _portable(results):
     """``results`` with their vectors as little-endian float32 bytes (what the database stores, and sent between
     processes much faster than arrays)."""
-    return [(sha256, described and (*described[:2], np.asarray(described[2], "<f4").tobytes()), error)
+    return [(sha256, described and (*described[:2], np.asarray(described[2], "<f4").tobytes(),
+                                    np.asarray(described[3], np.uint8).tobytes()), error)
             for sha256, described, error in results]

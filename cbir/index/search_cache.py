@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import BusyError, DatabaseError, WriteError
 from ..files import replacing
 from ..store import Store
-from .histograms import StoredHistograms, search_setup
+from .histograms import StoredHistograms, checked_codebook, search_setup
 from .tuning import Tuning
 
 MAGIC = b"cbir search cache 1\n"
@@ -133,12 +133,12 @@ def refresh(store: Store, tuning: Tuning, progress: Progress | None = None) -> b
         with store.snapshot():
             if store.codebook() is None or "settings" not in store.meta():
                 return False
-            _, _, dimension, search = search_setup(store, None)
+            _, _, dimension = checked_codebook(store, None)  # A is factorised only for an index that wants a cache
             count = store.counts(["images"])["images"]
-            key = search.transform_key()
             if count == 0 or not tuning.wants_search_cache(count, dimension):
                 drop(store)
                 return False  # nothing to search, or quick to transform at opening
+            key = search_setup(store, None)[3].transform_key()
             if header(store, key, dimension) is not None:
                 return False  # current already
         store.prepare_change_tracking()  # triggers in place before the histograms are read

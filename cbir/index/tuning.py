@@ -16,6 +16,9 @@ class Tuning:
     worker_memory : bytes a worker process may allocate beyond its size at start (less on a machine whose memory
         the workers would not fit in together); a file that needs more fails with "not enough memory"
     file_seconds : a worker that takes longer than this over one file is ended and the file reported as failed
+    sample_keep_bytes : decoded images of the codebook's sample kept in memory (the run's process) for the files'
+        histograms, so a first index decodes them once; 512 MB holds 900 decodes of a 1024x768 photo (590 kB at the
+        histograms' scale), 230 of a 12-megapixel one (2.25 MB); the sample's files beyond it are decoded again
     cluster_tasks_per_thread : on a Dask cluster, chunks of ``worker_chunk`` files out and not yet written, per
         worker thread (plus 2): enough to keep every worker busy while results travel; the client's memory is
         bounded by it, not by the collection
@@ -34,6 +37,11 @@ class Tuning:
         (:mod:`cbir.index.vector_index`), and an exact search (or one while the vector index is out of date) reads
         the histograms chunk by chunk. 2 GiB: about 420,000 images of the default layout, where an exact query
         scans for about 0.2 s and opening needs 2 GiB of memory
+    duplicates_block : rows per block of the all-pairs products of finding duplicates (a block x block float32
+        buffer: 16 MiB at 2048)
+    duplicates_pairs_limit : finding duplicates refuses a threshold that makes more pairs than this to measure
+        (about 50 bytes each)
+    duplicates_threads : threads sharing those products (0: one per CPU this process may run on)
     """
 
     batch_size: int = 256
@@ -46,19 +54,25 @@ class Tuning:
     cluster_connect_seconds: float = 10.0
     worker_memory: int = 2 << 30
     file_seconds: float = 120.0
+    sample_keep_bytes: int = 512 << 20
     raw_in_memory_bytes: int = 64 << 20
     search_cache_rows: int = 200_000
     search_cache_bytes: int = 512 << 20
     vector_index_bytes: int = 2 << 30
+    duplicates_block: int = 2048
+    duplicates_pairs_limit: int = 20_000_000
+    duplicates_threads: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "worker_chunk", "cluster_tasks_per_thread", "cluster_chunk_bytes"):
+        for name in ("batch_size", "worker_chunk", "cluster_tasks_per_thread", "cluster_chunk_bytes",
+                     "duplicates_block", "duplicates_pairs_limit"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not (self.worker_memory > 0 and self.file_seconds > 0):
             raise ValueError("worker_memory and file_seconds must be positive")
-        for name in ("parallel_min_files", "raw_in_memory_bytes", "search_cache_rows", "search_cache_bytes",
-                     "cluster_bytes_in_flight", "vector_index_bytes"):
+        for name in ("parallel_min_files", "sample_keep_bytes", "raw_in_memory_bytes", "search_cache_rows",
+                     "search_cache_bytes", "cluster_bytes_in_flight", "duplicates_threads",
+                     "vector_index_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
         for name in ("cluster_wait_seconds", "cluster_connect_seconds"):

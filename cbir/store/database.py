@@ -3,8 +3,11 @@
 Tables: ``meta`` (schema version and every setting that shapes a histogram), ``codebook`` (one row per colour),
 ``images`` (path, size, mtime, content hash, dimensions), ``histograms`` (one BLOB per image: the cube roots of
 the shares in 65,535 steps, the non-zero ones only, see :mod:`cbir.store.codec`; float32 values in databases of
-schema versions 1 and 2, until a rebuild) and ``failures`` (path and reason). The journal is WAL, so queries can read while an index run
-writes; each batch of images is written in one transaction, so an interrupted run leaves whole images only.
+schema versions 1 and 2, until a rebuild), ``failures`` (path and reason) and ``structure_thumbnails`` (a 16x16
+grey thumbnail per image, what finding duplicates compares besides colours; databases made before it get the table
+at their next index run, and their images get thumbnails as that run reads them again). The journal is WAL, so
+queries can read while an index run writes; each batch of images is written in one transaction, so an interrupted
+run leaves whole images only.
 
 Derived files beside the database (the search cache) are valid for one state of it: triggers set
 ``meta.search_cache_generation`` to a new random token whenever a histogram, an image id or the codebook changes
@@ -53,9 +56,12 @@ SCHEMA_VERSION = 3
 HISTOGRAM_FORMATS = {1: "float32", 2: "float32", 3: "steps"}
 READABLE_VERSIONS = tuple(HISTOGRAM_FORMATS)
 TABLES = {"meta", "codebook", "images", "histograms", "failures"}
-_WRITTEN = ("images", "histograms", "failures", "codebook")  # the tables a run writes, and a rebuild replaces
-_MAIN = {name: name for name in _WRITTEN}
-_ASIDE = {name: f"rebuild_{name}" for name in _WRITTEN}
+# the tables a run writes, and a rebuild replaces; structure_thumbnails came later (no schema bump: a database
+# made before it gets the table from its next writer, and its images get thumbnails as a run reads them again)
+_WRITTEN = ("images", "histograms", "failures", "codebook", "structure")
+_MAIN = {**{name: name for name in _WRITTEN}, "structure": "structure_thumbnails"}
+_ASIDE = {name: f"rebuild_{_MAIN[name]}" for name in _WRITTEN}
+STRUCTURE_BYTES = 256  # a 16 x 16 uint8 thumbnail, what finding duplicates compares besides colours
 # Changes to what the search reads set a new random state token in the same transaction. Names, tables and events
 # are fixed here, never input. An image's size or mtime being brought up to date does not change what the search
 # reads. (The first triggers, named search_cache_after_*, counted instead: they are replaced when met.)
@@ -169,6 +175,7 @@ class Store:
         self._tables = tables or _MAIN  # names fixed in this module (the rebuild's are beside), never input
         self.created = False  # made by this open: not kept if closed with nothing stored in it
         self.histogram_format = HISTOGRAM_FORMATS[SCHEMA_VERSION]  # the version of a new database, or a rebuild's
+        self._structure_table = False
 
     # --- opening -------------------------------------------------------------------------------------------
     @classmethod
@@ -225,6 +232,18 @@ class Store:
                                         foreign_keys=[("image_id", tables["images"], "id")], if_not_exists=True)
         db[tables["failures"]].create({"path": str, "reason": str, "size": int, "mtime_ns": int, "at": float},
                                       pk="path", if_not_exists=True)
+        self._create_structure_table(tables)
+
+    def _create_structure_table(self, tables) -> None:
+        self.db[tables["structure"]].create({"image_id": int, "thumb": bytes}, pk="image_id",
+                                            foreign_keys=[("image_id", tables["images"], "id")], if_not_exists=True)
+
+    def has_structure_table(self) -> bool:
+        """Whether the database has the structure thumbnails table (one made before it gets it from its next
+        writer)."""
+        if not self._structure_table:  # once there, never dropped by cbir (a rebuild puts its own in its place)
+            self._structure_table = self.db[self._tables["structure"]].exists()
+        return self._structure_table
 
     def close(self) -> None:
         """Close the database. One this open created is removed again when nothing was ever stored in it (a first
@@ -275,6 +294,9 @@ class Store:
 
     @_sqlite_errors
     def _upgrade(self) -> None:
+        if not self.has_structure_table():
+            with self.db.atomic():
+                self._create_structure_table(_MAIN)
         if self.meta().get("schema_version") != 1:
             return
         with self.db.atomic():  # existing rows are of the codebook there is: generation 0
@@ -318,6 +340,7 @@ class Store:
             for name in _WRITTEN:
                 self.db.execute(f"ALTER TABLE {_ASIDE[name]} RENAME TO {_MAIN[name]}")
             self.db.execute(f"DROP INDEX IF EXISTS idx_{_ASIDE['images']}_path")
+            self._structure_table = True
             self.db.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_images_path ON images (path)")
             self.db.execute("DELETE FROM meta WHERE key = 'rebuild'")
             # the rebuilt histograms are in this version's form; every one changed, so no change log reaches back
@@ -341,7 +364,7 @@ class Store:
         return bool(set(_ASIDE.values()) & set(self.db.table_names()))
 
     def _drop_tables(self, tables):
-        for name in ("histograms", "images", "failures", "codebook"):  # histograms first: they refer to images
+        for name in ("structure", "histograms", "images", "failures", "codebook"):  # these refer to images first
             self.db.execute(f"DROP TABLE IF EXISTS {tables[name]}")
 
     # --- paths: relative to the database's folder when inside it, so a database moves with its photos -------
@@ -408,7 +431,7 @@ class Store:
         index run; a rebuild goes through :meth:`begin_rebuild`)."""
         generation = self.codebook_generation() + 1
         with self.db.atomic():
-            for name in ("histograms", "images", "failures", "codebook"):
+            for name in ("structure", "histograms", "images", "failures", "codebook"):
                 self.db.execute(f"DELETE FROM {self._tables[name]}")
             self._insert_codebook(colours, hexes, shares)
             self._set_meta({**meta, "codebook_created": time.time(), "codebook_generation": generation})
@@ -468,6 +491,44 @@ class Store:
         return None if row is None else row[0]
 
     @_sqlite_errors
+    def images_without_structure(self) -> set[int]:
+        """Ids of the indexed images that have no structure thumbnail (indexed before cbir made them)."""
+        t = self._tables
+        if not self.has_structure_table():
+            return {row[0] for row in self.db.execute(f"SELECT id FROM {t['images']}")}
+        return {row[0] for row in self.db.execute(f"SELECT id FROM {t['images']} WHERE id NOT IN "
+                                                  f"(SELECT image_id FROM {t['structure']})")}
+
+    @_sqlite_errors
+    def searchable_image_rows(self) -> list[tuple[int, str, int, int, str, int, int]]:
+        """``(id, stored path, size, mtime_ns, sha256, width, height)`` of every image that has a histogram, by id."""
+        return [tuple(row) for row in self.db.execute(
+            "SELECT id, path, size, mtime_ns, sha256, width, height FROM images "
+            "WHERE id IN (SELECT image_id FROM histograms) ORDER BY id")]
+
+    @_sqlite_errors
+    def structure_thumbnails(self, ids: Iterable[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Structure thumbnails of some images, in the order of ``ids``: ``(len(ids), 256) uint8`` and whether each
+        image has one, ``(len(ids),) bool``. A thumbnail of the wrong size or type is a DatabaseError."""
+        ids = np.asarray(ids, np.int64).ravel()
+        thumbs = np.zeros((len(ids), STRUCTURE_BYTES), np.uint8)
+        present = np.zeros(len(ids), bool)
+        if not self.has_structure_table() or not len(ids):
+            return thumbs, present
+        row_of = {image_id: row for row, image_id in enumerate(ids.tolist())}
+        for image_id, blob in self._rows_of("SELECT image_id, thumb FROM structure_thumbnails", "image_id", ids):
+            row = row_of.get(image_id)
+            if row is None:
+                continue
+            if not isinstance(blob, bytes) or len(blob) != STRUCTURE_BYTES:
+                raise DatabaseError(f"{self.path}: the structure thumbnail of image {image_id} "
+                                    f"({self._describe_image(image_id)}) is not {STRUCTURE_BYTES} bytes; the database "
+                                    "is damaged or was made by another program", remedy=Remedy.REBUILD)
+            thumbs[row] = np.frombuffer(blob, np.uint8)
+            present[row] = True
+        return thumbs, present
+
+    @_sqlite_errors
     def known_failures(self) -> dict[str, dict[str, Any]]:
         """``{stored path: row}`` of every file that could not be indexed (path, reason, size, mtime_ns, at)."""
         rows = {r["path"]: r for r in self.db.query(f"SELECT * FROM {self._tables['failures']}")}
@@ -482,9 +543,10 @@ class Store:
                     new_paths: frozenset[str] | set[str] = frozenset()) -> None:
         """Write one batch in one transaction.
 
-        records : (stored path, size, mtime_ns, sha256, width, height, vector); replaces any row of the path; the
-            vector is float32 shares, or their little-endian bytes, made with the current codebook (kept as
-            :meth:`stored_form` says)
+        records : (stored path, size, mtime_ns, sha256, width, height, vector[, thumb]); replaces any row of the
+            path; the vector is float32 shares, or their little-endian bytes, made with the current codebook (kept as
+            :meth:`stored_form` says); the structure thumbnail is 256 uint8 values or their bytes (None or left out:
+            none)
         failures : (stored path, reason, size, mtime_ns)
         touched : (image id, size, mtime_ns), files whose content did not change
         removed : stored paths to forget (images and failures)
@@ -498,7 +560,7 @@ class Store:
             generation = self._generation_written()
             for path in removed:
                 self._delete_path(path)
-            for path, size, mtime_ns, sha256, width, height, vector in records:
+            for path, size, mtime_ns, sha256, width, height, vector, *thumb in records:
                 if path not in new_paths:
                     self._delete_path(path)
                 image_id = execute(f"INSERT INTO {t['images']} (path, size, mtime_ns, sha256, width, height, "
@@ -506,6 +568,11 @@ class Store:
                                    (path, size, mtime_ns, sha256, width, height, now)).lastrowid
                 execute(f"INSERT INTO {t['histograms']} (image_id, vector, codebook) VALUES (?, ?, ?)",
                         (image_id, self._blob(vector), generation))
+                if thumb and thumb[0] is not None:
+                    blob = thumb[0] if isinstance(thumb[0], bytes) else np.asarray(thumb[0], np.uint8).tobytes()
+                    # REPLACE: an older cbir removing images leaves their thumbnails behind, and SQLite may reuse an id
+                    execute(f"INSERT OR REPLACE INTO {t['structure']} (image_id, thumb) VALUES (?, ?)",
+                            (image_id, blob))
             for image_id, size, mtime_ns in touched:
                 execute(f"UPDATE {t['images']} SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, image_id))
             for path, reason, size, mtime_ns in failures:
@@ -530,6 +597,9 @@ class Store:
 
     def _delete_path(self, path: str) -> None:
         t = self._tables
+        if self.has_structure_table():
+            self.db.execute(f"DELETE FROM {t['structure']} WHERE image_id IN (SELECT id FROM {t['images']} "
+                            "WHERE path = ?)", [path])
         self.db.execute(f"DELETE FROM {t['histograms']} WHERE image_id IN (SELECT id FROM {t['images']} "
                         "WHERE path = ?)", [path])
         self.db.execute(f"DELETE FROM {t['images']} WHERE path = ?", [path])
@@ -794,8 +864,9 @@ class Store:
 
         dimension : expected number of shares per histogram, or None to skip the BLOB checks
         Returns a dict: histograms without an image, images without a histogram, paths both indexed and failed,
-        histograms of the wrong size or type, histograms holding negative, NaN or infinite values, and paths
-        that are not text.
+        histograms of the wrong size or type, histograms holding negative, NaN or infinite values, paths that are
+        not text, structure thumbnails without an image or of the wrong size or type (image ids), and images
+        without a structure thumbnail (indexed before cbir kept them: not damage).
         """
         def listed(sql, parameters=()):
             return [row[0] for row in self.db.execute(sql + " LIMIT ?", [*parameters, limit]).fetchall()]
@@ -812,7 +883,17 @@ class Store:
             if self._has_generations() else [],
             "bad_blob_size": [],
             "bad_values": [],
+            "bad_structure_thumbnails": [],
+            "images_without_structure": [],
         }
+        if self.has_structure_table():
+            found["bad_structure_thumbnails"] = listed(
+                "SELECT image_id FROM structure_thumbnails WHERE image_id NOT IN (SELECT id FROM images) "
+                "OR typeof(thumb) != 'blob' OR length(thumb) != ?", [STRUCTURE_BYTES])
+            found["images_without_structure"] = listed(
+                "SELECT path FROM images WHERE id NOT IN (SELECT image_id FROM structure_thumbnails)")
+        else:
+            found["images_without_structure"] = listed("SELECT path FROM images")
         if dimension is not None and self.histogram_format == "steps":
             # every BLOB decoded on its own (a check reads them all anyway); steps are shares by construction
             for path, blob in self.db.execute("SELECT i.path, h.vector FROM images i JOIN histograms h "

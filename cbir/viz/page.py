@@ -32,6 +32,10 @@ figcaption { font-size: 12px; overflow-wrap: anywhere; }
 .rank { font-weight: 600; }
 .distance { color: #555; font-variant-numeric: tabular-nums; }
 .note { color: #a33; }
+section.group .row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+section.group figure { width: 200px; }
+figure.keeper .frame { outline: 3px solid #2a7; }
+.why { color: #555; margin: -.3em 0 .7em; }
 """
 
 
@@ -47,6 +51,7 @@ class Picture:
     link : str or None, the file's path the thumbnail links to: relative to the page, or absolute when
         ``absolute_link``
     likeness : float or None, 0..1, shown as a percentage under the distance, followed by ``likeness_label``
+    lines : more caption lines under the name (plain text)
     """
 
     name: str
@@ -61,6 +66,7 @@ class Picture:
     absolute_link: bool = False
     likeness: float = None
     likeness_label: str = "colours in common"
+    lines: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,7 @@ def _figure(picture, css_class):
         lines.append(f'<span class="rank">#{int(picture.rank)}</span> '
                      f'<span class="distance">d = {float(picture.distance):.4f}</span>{likeness}<br>')
     lines.append(f'<span class="name">{e(picture.name)}</span>')
+    lines.extend(f'<br><span class="distance">{e(line)}</span>' for line in picture.lines)
     if picture.note:
         lines.append(f'<br><span class="note">{e(picture.note)}</span>')
     image = f'<img src="{data_uri(picture.thumbnail, e(picture.mime))}" alt="{e(picture.name)}">'
@@ -148,3 +155,37 @@ def results_page(sections, title="cbir results", meta=""):
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<title>{e(title)}</title><style>{_STYLE}</style></head>\n<body><h1>{e(title)}</h1>'
             f'<p class="meta">{e(meta)}</p>\n' + "\n".join(body) + "\n</body></html>\n")
+
+
+@dataclass(frozen=True)
+class Group:
+    """Pictures shown side by side under a heading: a group of copies, the suggested keeper first."""
+
+    heading: str
+    why: str
+    pictures: list
+
+
+def groups_page(groups, title="cbir duplicates", meta=""):
+    """A page of groups of pictures side by side (the first of each group framed as the one to keep).
+
+    Parameters
+    ----------
+    groups : list of Group
+    title : str, page title; meta : str, one line under the title
+
+    Returns
+    -------
+    page : str, a complete HTML5 document
+    """
+    e = html.escape
+    body = []
+    for group in groups:
+        figures = "".join(_figure(p, "keeper" if k == 0 else "copy") for k, p in enumerate(group.pictures))
+        body.append(f'<section class="query group" data-members="{len(group.pictures)}"><h2>{e(group.heading)}</h2>'
+                    f'<p class="why">{e(group.why)}</p><div class="row">{figures}</div></section>')
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{e(CSP)}">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>{e(title)}</title><style>{_STYLE}</style></head>\n<body><h1>{e(title)}</h1>'
+            f'<p class="meta">{e(meta)}</p>\n' + ("\n".join(body) or "<p>No duplicates found.</p>") + "\n</body></html>\n")

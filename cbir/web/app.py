@@ -35,6 +35,7 @@ from .thumbnails import Thumbnails, picture, read_photo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAGE = 120  # thumbnails per page of a folder
+GROUPS_PAGE = 40  # groups of copies per page of the duplicates
 VIEW_SIZE = 1280  # longest side of an image page's picture
 log = logging.getLogger("cbir.web")
 
@@ -53,6 +54,7 @@ class Pages:
         self.thumbnails = Thumbnails(db_path, thumbnail_size, thumbnails)
         self.max_upload_bytes, self.max_upload_pixels = max_upload_bytes, max_upload_pixels
         self.uploads = Uploads()
+        self._duplicates_lock = threading.Lock()  # one all-pairs comparison at a time: each loads every histogram
 
     def warm(self):
         """Load the index's histograms now rather than on the first search; returns how many there are."""
@@ -140,6 +142,30 @@ class Pages:
                           "feedback": query.examples is not None, "note": query.note},
                 "n": n, "grid": grid_shape(layout), "global_block": layout.startswith("global+"),
                 "results": cards}
+
+    def duplicates(self, params):
+        """Groups of copies (:meth:`cbir.Index.duplicates`), one page of them. Only the tier, threshold and page are
+        read from the request; images are named by id, thumbnails served by id."""
+        tier, threshold, page = duplicates_params(params)
+        with self._duplicates_lock:  # on a look-up Index: searches do not wait for it
+            index = self.library.lookup()
+            report = index.duplicates(tier=tier, threshold=threshold)
+            pages = max(1, -(-len(report.groups) // GROUPS_PAGE))
+            if page >= pages and report.groups:
+                raise NotFound(f"page {page + 1} of the duplicates does not exist (there are {pages})")
+            shown = report.groups[page * GROUPS_PAGE:(page + 1) * GROUPS_PAGE]
+            infos = {i.image_id: i for i in index.images([m.image_id for g in shown for m in g.members])}
+        groups = []
+        for group in shown:
+            members = [{**image_card(infos[m.image_id]), "role": "keeper" if k == 0 else "copy",
+                        "relation": m.relation_label, "symmetry": m.symmetry, "distance": m.distance,
+                        "colour_distance": m.colour_distance, "structure_distance": m.structure_distance,
+                        "size": m.size} for k, m in enumerate(group.members) if m.image_id in infos]
+            groups.append({"tier": group.tier, "kind": group.label, "why": group.why, "members": members})
+        return {"tier": tier, "threshold": threshold, "images": report.images,
+                "without_structure": report.without_structure, "seconds": report.seconds,
+                "count": len(report.groups), "page": page, "pages": pages,
+                "tiers": {str(t): sum(g.tier == t for g in report.groups) for t in (1, 2, 3)}, "groups": groups}
 
     async def upload(self, request):
         if "cbir.too_large" in request.scope:
@@ -292,6 +318,10 @@ def create_app(db_path, *, hosts=("127.0.0.1", "localhost"), max_upload_bytes=32
         name = request.url.path.strip("/")
         return html(f"{name}.html", info=await in_thread(pages.info), query=request.query_params)
 
+    async def duplicates_page(request):
+        return html("duplicates.html", info=await in_thread(pages.info),
+                    **await in_thread(pages.duplicates, request.query_params))
+
     async def picture_of(request):
         image_id = request.path_params["image_id"]
         size = None if request.path_params["kind"] == "thumb" else VIEW_SIZE
@@ -313,6 +343,9 @@ def create_app(db_path, *, hosts=("127.0.0.1", "localhost"), max_upload_bytes=32
 
     async def api_image(request):
         return JSONResponse(await in_thread(pages.image, request.path_params["image_id"]))
+
+    async def api_duplicates(request):
+        return JSONResponse(await in_thread(pages.duplicates, request.query_params))
 
     async def api_search(request):
         if request.method == "POST":
@@ -348,11 +381,13 @@ def create_app(db_path, *, hosts=("127.0.0.1", "localhost"), max_upload_bytes=32
         Route("/image/{image_id:int}", image_page),
         Route("/image/{image_id:int}/{kind:str}", picture_of),
         Route("/search", search_page, methods=["GET", "POST"]),
+        Route("/duplicates", duplicates_page),
         Route("/example", form_page), Route("/colour", form_page), Route("/layout", form_page),
         Route("/api/info", api_info),
         Route("/api/folder", api_folder),
         Route("/api/images/{image_id:int}", api_image),
         Route("/api/search", api_search, methods=["GET", "POST"]),
+        Route("/api/duplicates", api_duplicates),
         Mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
     ]
     handlers = {kind: failed for kind in (Exception, HTTPException, CbirError, BadRequest, BodyTooLarge)}
@@ -369,6 +404,21 @@ def page_number(value):
     if not value.isdigit() or not 1 <= int(value) <= 10**9:
         raise BadRequest(f"page must be a whole number from 1, got {value!r}")
     return int(value) - 1
+
+
+def duplicates_params(params):
+    """``(tier, threshold, page from 0)`` of a duplicates request (defaults 3, 1.0, 0), or BadRequest."""
+    tier = params.get("tier") or "3"
+    if tier not in ("1", "2", "3"):
+        raise BadRequest(f"tier must be 1, 2 or 3, got {tier!r}")
+    text = params.get("threshold") or "1"
+    try:
+        threshold = float(text)
+    except ValueError:
+        threshold = float("nan")
+    if not 0 < threshold <= 4:  # nan and inf fail too
+        raise BadRequest(f"threshold must be a number more than 0 and at most 4, got {text!r}")
+    return int(tier), threshold, page_number(params.get("page"))
 
 
 @functools.lru_cache(maxsize=1)

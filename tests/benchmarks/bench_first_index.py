@@ -4,11 +4,12 @@ Makes N distinct 1024x768 JPEGs at run time from the Kodak images (random 4:3 cr
 mirrored, quality 95; nothing is kept), then, interleaved and repeated, in this process, one core:
 
 - ``plain``: read every file and decode it in full with OpenCV (``cv2.imdecode``, IMREAD_COLOR), nothing else;
-- ``index``: a fresh ``Index.add(folder, workers=1)`` into a new database (codebook learned from 1/8-scale decodes
-  of the sample, then every file read, hashed, decoded at the histogram's scale and written);
-- ``codebook``: the codebook stage alone (``learn_collection_codebook``);
+- ``index``: a fresh ``Index.add(folder, workers=1)`` into a new database (the codebook's sample read, hashed and
+  decoded once at the histograms' scale, its colours pooled from block means of that decode and the decodes kept
+  for the histograms; then the other files read, hashed and decoded, every histogram made and written);
+- ``codebook``: the codebook stage alone (``learn_collection_codebook``, keeping the decodes as a run does);
 - the colour pool of the codebook per image, the way it is done (``pool_colours``, touching the occupied bins)
-  and the way it was done (a bincount over all 2**18 bins), on the 1/8-scale decodes: same pool, ms per image.
+  and the way it was done (a bincount over all 2**18 bins), on 1/8-scale decodes: same pool, ms per image.
 
 Wall time (medians, and each run against the plain loop of its round) and this process's CPU time, which a busy
 machine disturbs least, are printed with the load average.

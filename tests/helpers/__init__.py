@@ -36,6 +36,18 @@ def make_photo(seed, size=(40, 56)):
     return np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
 
 
+def smooth_photo(seed, size=(120, 160)):
+    """A photo-like picture: smooth random colour fields with a little noise. (Pictures of a few flat colours, like
+    make_photo's, learn a codebook of near-identical colours that JPEG noise moves between.)"""
+    import cv2  # here, not at the top: cbir must be imported first to set OpenCV's pixel limit (cbir.imageio)
+
+    rng = np.random.default_rng(seed)
+    field = cv2.resize(rng.normal(0, 1, (5, 6, 3)).astype(np.float32), (size[1], size[0]),
+                       interpolation=cv2.INTER_CUBIC)
+    field = (field - field.min()) / (field.max() - field.min()) * 220 + 15
+    return np.clip(field + rng.normal(0, 3, field.shape), 0, 255).astype(np.uint8)
+
+
 def write_photos(folder, count, size=(40, 56)):
     """``count`` synthetic photos p0.png, p1.png ... in ``folder`` (made if needed); returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
