@@ -49,12 +49,7 @@ def replacing(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """A binary file to write the new content of ``path`` to, in pieces: it takes the place of ``path`` when the
     block ends normally, and is removed when it does not (an error, Ctrl-C). See the module's description."""
     path = os.fspath(path)
-    try:
-        found = os.stat(path)  # through links, /proc's included
-    except FileNotFoundError:
-        found = None
-    except OSError as error:
-        raise WriteError(f"{path}: cannot write ({_reason(error)})") from None
+    found = _stat_or_none(path)
     if found is not None and not stat.S_ISREG(found.st_mode):
         with _written_through(path, found.st_mode) as handle:
             yield handle
@@ -83,12 +78,7 @@ def replacing_by_name(path: str | os.PathLike[str]) -> Iterator[str]:
     that writes files by name (usearch): it takes the place of ``path`` when the block ends normally, and is
     removed when it does not. ``path`` is a regular file (a link to one stays a link) or missing."""
     path = os.fspath(path)
-    try:
-        found = os.stat(path)
-    except FileNotFoundError:
-        found = None
-    except OSError as error:
-        raise WriteError(f"{path}: cannot write ({_reason(error)})") from None
+    found = _stat_or_none(path)
     if found is not None and not stat.S_ISREG(found.st_mode):
         raise WriteError(f"{path}: cannot write (not a regular file)")
     target = os.path.realpath(path)
@@ -165,12 +155,7 @@ def check_writable(path: str | os.PathLike) -> None:
     WriteError
     """
     path = os.fspath(path)
-    try:
-        found = os.stat(path)
-    except FileNotFoundError:
-        found = None
-    except OSError as error:
-        raise WriteError(f"{path}: cannot write ({_reason(error)})") from None
+    found = _stat_or_none(path)
     if found is not None and (stat.S_ISFIFO(found.st_mode) or stat.S_ISCHR(found.st_mode)):
         return
     if found is not None and stat.S_ISDIR(found.st_mode):
@@ -183,3 +168,13 @@ def check_writable(path: str | os.PathLike) -> None:
         raise WriteError(f"{path}: cannot write: the folder {folder} {what}")
     if not os.access(folder, os.W_OK):
         raise WriteError(f"{path}: cannot write: no permission to write in {folder}")
+
+
+def _stat_or_none(path: str) -> os.stat_result | None:
+    """What ``path`` is, through links (/proc's included), or None when nothing is there."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise WriteError(f"{path}: cannot write ({_reason(error)})") from None
