@@ -277,3 +277,15 @@ def test_an_index_that_no_longer_needs_a_cache_loses_its_file(many_photos, tmp_p
         index._tuning = Tuning(raw_in_memory_bytes=0, search_cache_rows=1000)  # now quick enough to open without
         index.add([many_photos])
         assert not os.path.exists(search_cache.path_of(index._store)) and not load(index._store).cached
+
+
+def test_a_fifo_at_the_cache_name_is_no_cache_and_never_blocks_a_query(many_photos, tmp_path):
+    with open_large(tmp_path / "i.db") as index:
+        index.add([many_photos], settings={"colors": 8, "layout": "global"})
+        path = search_cache.path_of(index._store)
+    os.unlink(path)
+    os.mkfifo(path)  # with a plain open() every opening of the index waited here for a writer
+    with open_large(tmp_path / "i.db") as index:
+        assert search_cache.header(index._store) is None
+        assert index.search(many_photos / "p000.png", 3, skip_self=False)[0].stored_path == "photos/p000.png"
+        assert not index._loaded().cached
