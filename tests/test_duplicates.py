@@ -162,6 +162,18 @@ def test_a_rebuild_keeps_structure_thumbnails_and_remove_drops_them(fresh):
         assert rows.fetchone()[0] == 13 and not [t for t in tables if t.startswith("rebuild_")]
 
 
+def test_the_report_is_made_once_until_the_database_changes(fresh):
+    library, db = fresh
+    with Index.open(db, read_only=True) as viewer:  # as the web app holds one
+        first = viewer.duplicates()
+        assert viewer.duplicates() is first and viewer.duplicates(tier=2) is not first  # other arguments: another
+        shutil.copy(library / "other0.png", library / "copy of other0.png")
+        with Index.open(db) as writer:  # another connection commits
+            writer.add(library)
+        again = viewer.duplicates()
+        assert again is not first and ["other0.png", "copy of other0.png"] in [names(g) for g in again.groups]
+
+
 def test_duplicates_through_a_read_only_index(indexed):
     with Index.open(indexed / "photos.db", read_only=True) as index:
         assert index.duplicates(tier=1).groups[0].tier == 1

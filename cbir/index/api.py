@@ -163,6 +163,9 @@ class Index:
         self._root: tuple[np.ndarray, np.ndarray] | None = None  # (similarity, its square root) for explain
         self._typical: tuple[Engine, np.ndarray] | None = None  # (engine, its typical distances)
         self._experiments: Engine | None = None  # the in-memory engine of full_rankings
+        # The last duplicates report and what it was made for ((tier, threshold), data_version): all pairs of a
+        # large index take a minute, and a web page asks for the same report again and again.
+        self._duplicates: tuple[tuple[int, float], int, DuplicateReport] | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, create: bool = False, read_only: bool = False,
@@ -250,7 +253,7 @@ class Index:
                              codebook_progress=codebook_progress, workers=workers or default_workers(),
                              cluster=cluster, ship_bytes=ship_bytes, tuning=self._tuning, exclude=tuple(exclude),
                              include_hidden=include_hidden)
-        self._engine = None
+        self._changed()
         if search_cache and not report.interrupted:
             try:
                 self.cache_for_search(cache_progress, workers=workers or default_workers())
@@ -278,9 +281,14 @@ class Index:
         missing too: look at a dry run first."""
         return self._forgot(prune(self._store, dry_run))
 
+    def _changed(self) -> None:
+        """This Index wrote to the database: what it derived from it is out of date (another connection's commits
+        show in ``data_version`` instead)."""
+        self._engine = self._duplicates = None
+
     def _forgot(self, report: RemovalReport) -> RemovalReport:
         if not report.dry_run and (report.images or report.failures):
-            self._engine = None
+            self._changed()
             self.cache_for_search()
         return report
 
@@ -288,7 +296,7 @@ class Index:
         """Bring what a large index's searches read beside the database up to date: the search cache
         (:mod:`cbir.index.search_cache`) or, for a very large index, the vector index
         (:mod:`cbir.index.vector_index`, built with ``workers`` threads). Returns whether a new file was written."""
-        self._engine = None
+        self._changed()
         written = search_cache.refresh(self._store, self._tuning, progress)
         return vector_index.refresh(self._store, self._tuning, progress, threads=workers) or written
 
@@ -495,7 +503,8 @@ class Index:
                    ) -> DuplicateReport:
         """Group the indexed photos that are copies of each other, in tiers: 1 identical files, 2 the same photo
         saved again (resized, recompressed, converted, rotated, mirrored), 3 near-duplicates (bursts, light crops,
-        small edits). Reads the database only: no file is deleted, moved or written.
+        small edits). Reads the database only: no file is deleted, moved or written. The report is kept: asked for
+        again with the same arguments while the database is unchanged, it is returned at once.
 
         Parameters
         ----------
@@ -535,7 +544,12 @@ class Index:
         >>> group.tier, [(os.path.basename(m.path), m.relation, m.symmetry) for m in group.members]
         (2, [('a.png', 0, 'as is'), ('copy of a.png', 1, 'as is'), ('b.png', 2, 'rotated 180°')])
         """
-        return find_duplicates(self._store, tier=tier, threshold=threshold, tuning=self._tuning, progress=progress)
+        version = self._store.data_version()  # read first: a commit during the comparison makes the next call redo it
+        if self._duplicates is not None and self._duplicates[:2] == ((tier, threshold), version):
+            return self._duplicates[2]
+        report = find_duplicates(self._store, tier=tier, threshold=threshold, tuning=self._tuning, progress=progress)
+        self._duplicates = (tier, threshold), version, report
+        return report
 
     # --- what an index holds ----------------------------------------------------------------------------------
     def vector_index_state(self) -> str:
