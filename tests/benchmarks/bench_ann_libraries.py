@@ -22,31 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 
 import numpy as np
+from process_stats import cpu_seconds, status
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHUNK = 1 << 15
 CANDIDATES = 100
-
-
-def status(field):
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(field)
-
-
-def cpu_seconds():
-    """CPU time of this process, every thread (the build is single-threaded; this is what a busy machine does not
-    change much, unlike the wall time)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def engine(codebook):

@@ -27,23 +27,9 @@ import sys
 import time
 
 import numpy as np
+from process_stats import reset_peak, status
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def status(field):
-    """A field of /proc/self/status in bytes (VmRSS, VmHWM)."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(field)
-
-
-def reset_peak():
-    """Reset VmHWM to the current RSS (Linux >= 4.0), so the peak of one step can be read."""
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
 
 
 def synthetic_histograms(rng, count, k):

@@ -38,30 +38,17 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 
 import numpy as np
+from process_stats import cpu_seconds, status
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BATCH = 8192
 # Every size gets the vector index (below Tuning().vector_index_bytes, ~420k images, cbir would search exactly)
 FORCED = {"vector_index_bytes": 1}
-
-
-def status(field):
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(field)
-
-
-def cpu_seconds():
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def make_database(path, images, bases):
