@@ -136,6 +136,47 @@ def test_workers_killed_mid_run_cost_no_file(tmp_path):
 
 
 @pytest.mark.slow
+def test_workers_that_die_before_any_file_end_the_run_after_three_pools(many_photos, monkeypatch):
+    """Workers that cannot work (here: they watch a run that has ended, so each exits in its initializer) end the
+    run with a clear error; a pool that breaks once between two files, as a stray kill can make it, does not."""
+    import concurrent.futures
+
+    from cbir.core.histogram import lookup_table
+    from cbir.settings import Settings
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+
+    class RunOs:  # run.py's os, but the run's pid is that of a process gone
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        @staticmethod
+        def getpid():
+            return ended.pid
+
+    pools = []
+
+    class CountedPool(concurrent.futures.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            pools.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(indexer, "os", RunOs())
+    monkeypatch.setattr(indexer.concurrent.futures, "ProcessPoolExecutor", CountedPool)
+    settings = Settings(colors=2)
+    lut = lookup_table(np.array([[0, 0, 0], [100, 0, 0]], np.float32), settings.space)
+    jobs = [(str(path), None) for path in sorted(many_photos.rglob("p*.png"))]
+    with pytest.raises(indexer._WorkersFailing):
+        list(indexer._in_workers("describe", jobs, settings, lut, 2, 2, Tuning(worker_chunk=1)))
+    assert len(pools) == indexer._IDLE_BREAKS
+    with Store.open(many_photos.parent / "i.db", create=True) as store:  # the first workers of a run: its sample
+        with pytest.raises(CbirError, match="keep dying .* while the codebook's sample was read; the index is unch"):
+            indexer.index_paths(store, [many_photos], {"colors": 8}, workers=2, tuning=Tuning(parallel_min_files=0))
+        assert store.counts()["images"] == 0
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups")
 def test_ctrl_c_with_workers_keeps_finished_batches_without_traceback(many_photos, tmp_path):
     db = tmp_path / "i.db"

@@ -289,7 +289,7 @@ def learn_collection_codebook(files, settings, progress=None, describer=None, wo
             continue
         if _parallel(workers, len(paths), tuning):
             keep = kept_bytes < tuning.sample_keep_bytes  # decodes travel back only while some may be kept
-            results = _in_workers("sample", [(p, keep) for p in paths], settings, None, 0, workers, tuning)
+            results = _sample_in_workers([(p, keep) for p in paths], settings, workers, tuning)
         else:  # one at a time: a file's decode is kept only when it fits
             results = (_sample_job((p, kept_bytes < tuning.sample_keep_bytes), settings.min_side) for p in paths)
         for path, (bins, counts, decoded, error) in zip(paths, results):
@@ -556,8 +556,7 @@ def _update(store, roots, found, lost, settings, codebook, report, progress, wor
         raise
     except _WorkersFailing:
         batches.write()
-        raise CbirError("worker processes keep dying (out of memory, or killed) before they reach any file; the "
-                        "images finished so far are kept", remedy=Remedy.ONE_WORKER) from None
+        raise CbirError(f"{_WORKERS_FAILING}; the images finished so far are kept", remedy=Remedy.ONE_WORKER) from None
     batches.write()
 
 
@@ -697,12 +696,27 @@ def _describe_here(jobs, settings, lut, n_colors):
         yield _describe_job(job, settings, lut, n_colors)
 
 
+_IDLE_BREAKS = 3  # pools in a row broken before any job finished: the workers cannot work (memory, limits)
+
+
+_WORKERS_FAILING = "worker processes keep dying (out of memory, or killed) before they reach any file"
+
+
 class _WorkersFailing(Exception):
     """Worker processes die without having started on a file: nothing to blame on a file."""
 
 
 _WORKER_DIED = "the process reading it died"
 _TIME_LIMIT = "the time limit for one file"
+
+
+def _sample_in_workers(jobs, settings, workers, tuning):
+    """:func:`_in_workers` for the codebook's sample, one result at a time as they come."""
+    try:
+        yield from _in_workers("sample", jobs, settings, None, 0, workers, tuning)
+    except _WorkersFailing:
+        raise CbirError(f"{_WORKERS_FAILING} while the codebook's sample was read; the index is unchanged",
+                        remedy=Remedy.ONE_WORKER) from None
 
 
 def _in_workers(kind, jobs, settings, lut, n_colors, workers, tuning):
@@ -720,15 +734,21 @@ def _in_workers(kind, jobs, settings, lut, n_colors, workers, tuning):
     memory = memory_per_worker(workers, tuning.worker_memory)
     setup = (settings, lut, n_colors, os.getpid(), memory, tuning.file_seconds, state)
     results, pending = {}, collections.deque(range(len(jobs)))
+    idle_breaks = 0  # pools in a row that broke with no job in flight and none finished
     while pending:
+        finished_before = state[:].count(2)
         for index in [i for i in pending if state[i] == 1]:  # in flight when a worker died
             results[index] = _alone(kind, index, jobs[index], setup, context)
         todo = [i for i in pending if i not in results]
         if todo:
             with concurrent.futures.ProcessPoolExecutor(min(workers, len(todo)), mp_context=context,
                                                         initializer=_init_worker, initargs=setup) as pool:
-                futures = [pool.submit(_work_in_worker, kind, [(i, *jobs[i]) for i in chunk])
-                           for chunk in _chunks(todo, tuning.worker_chunk)]
+                futures = []
+                try:
+                    for chunk in _chunks(todo, tuning.worker_chunk):
+                        futures.append(pool.submit(_work_in_worker, kind, [(i, *jobs[i]) for i in chunk]))
+                except BrokenProcessPool:
+                    pass  # the workers died while the chunks were handed out: the break is handled below
                 try:
                     for future in futures:
                         try:
@@ -745,7 +765,11 @@ def _in_workers(kind, jobs, settings, lut, n_colors, workers, tuning):
                     if future.done() and not future.cancelled() and future.exception() is None:
                         results.update(future.result())
             if any(i not in results for i in pending) and not any(state[i] == 1 for i in pending):
-                raise _WorkersFailing()
+                # The pool broke between two jobs: one kill (the OOM killer, a stray kill) lands there as often as
+                # on a file. Only pools that keep breaking before any job finishes mean the workers cannot work.
+                idle_breaks = 0 if state[:].count(2) > finished_before else idle_breaks + 1
+                if idle_breaks >= _IDLE_BREAKS:
+                    raise _WorkersFailing()
         while pending and pending[0] in results:
             yield results.pop(pending.popleft())
 
