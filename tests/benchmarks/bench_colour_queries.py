@@ -12,9 +12,10 @@ Two rankings: ``cbir`` (Index.search_colours: the share of the requested colours
 the design before it (the rest spread over the collection's average colours, one histogram compared by the
 quadratic-form distance), rebuilt here through the public API.
 
-    python tests/benchmarks/bench_colour_queries.py DIR [DIR...] [--cache /tmp/cbir-bench-colour]
+    python tests/benchmarks/bench_colour_queries.py DIR [DIR...] [--cache /tmp/cbir-bench-colour] [--seed S]
 
-Each DIR is indexed once into the cache folder (default settings) and its pixel measurements kept there.
+Each DIR is indexed once into the cache folder (default settings; ``--seed`` the codebook's) and its pixel
+measurements kept there. The index is made once: a cache made by older code is reused as it is.
 """
 
 import argparse
@@ -83,14 +84,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+")
     parser.add_argument("--cache", default="/tmp/cbir-bench-colour")
+    parser.add_argument("--seed", type=int, default=0, help="the codebook's seed (its k-means start)")
     args = parser.parse_args()
     os.makedirs(args.cache, exist_ok=True)
     targets = [parse_target(q) for q in QUERIES]
     for folder in args.folders:
         name = hashlib.sha256(os.path.abspath(folder).encode()).hexdigest()[:12]
-        with Index.open(os.path.join(args.cache, f"{name}.db"), create=True) as index:
+        with Index.open(os.path.join(args.cache, f"{name}-seed{args.seed}.db"), create=True) as index:
             if not index.info()["images"]:
-                index.add(folder, workers=1)
+                index.add(folder, workers=1, settings={"seed": args.seed})
             ids, paths = index.image_paths()
             per, union = pixel_shares(paths, targets, os.path.join(args.cache, f"{name}-pixels.npz"))
             print(f"\n{folder}: {len(ids)} images (near share / matched share of the top 10, over the best 10's)\n")
