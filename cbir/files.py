@@ -54,22 +54,9 @@ def replacing(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         with _written_through(path, found.st_mode) as handle:
             yield handle
         return
-    target = os.path.realpath(path)  # a link stays a link: the file it names is replaced
-    try:
-        fd, temporary = tempfile.mkstemp(dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.",
-                                         suffix=".partial")
-    except OSError as error:
-        raise WriteError(f"{path}: cannot write ({_reason(error)})") from None
-    try:
+    with _temporary_beside(path, found) as (fd, _):
         with os.fdopen(fd, "wb") as handle:
-            _take_mode(handle.fileno(), found)
             yield handle
-        os.replace(temporary, target)
-    except OSError as error:
-        raise WriteError(f"{path}: cannot write ({_reason(error)})") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
 
 
 @contextlib.contextmanager
@@ -81,18 +68,29 @@ def replacing_by_name(path: str | os.PathLike[str]) -> Iterator[str]:
     found = _stat_or_none(path)
     if found is not None and not stat.S_ISREG(found.st_mode):
         raise WriteError(f"{path}: cannot write (not a regular file)")
-    target = os.path.realpath(path)
+    with _temporary_beside(path, found) as (fd, temporary):
+        os.close(fd)
+        yield temporary
+
+
+@contextlib.contextmanager
+def _temporary_beside(path: str, found: os.stat_result | None) -> Iterator[tuple[int, str]]:
+    """``(fd, name)`` of a new file in the folder of the file ``path`` names (``tempfile``: O_EXCL, never following a
+    link), with the mode of ``found``, the file it replaces: it takes that file's place when the block ends
+    normally and is removed when it does not. The caller closes ``fd`` before the block ends."""
+    target = os.path.realpath(path)  # a link stays a link: the file it names is replaced
     try:
         fd, temporary = tempfile.mkstemp(dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.",
                                          suffix=".partial")
-        try:
-            _take_mode(fd, found)
-        finally:
-            os.close(fd)
     except OSError as error:
         raise WriteError(f"{path}: cannot write ({_reason(error)})") from None
     try:
-        yield temporary
+        try:
+            _take_mode(fd, found)
+        except OSError:
+            os.close(fd)
+            raise
+        yield fd, temporary
         os.replace(temporary, target)
     except OSError as error:
         raise WriteError(f"{path}: cannot write ({_reason(error)})") from None
@@ -178,3 +176,14 @@ def _stat_or_none(path: str) -> os.stat_result | None:
         return None
     except OSError as error:
         raise WriteError(f"{path}: cannot write ({_reason(error)})") from None
+
+
+def open_regular(path: str | os.PathLike[str]) -> int:
+    """A file descriptor of ``path`` opened for reading, if it is a regular file; OSError otherwise (missing, or a
+    FIFO, device, folder). Opened without blocking, so that a FIFO planted under a name cbir reads never hangs it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{os.fspath(path)}: not a regular file")
+    os.set_blocking(fd, True)
+    return fd

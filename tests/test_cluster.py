@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,8 +21,7 @@ from cbir import Index
 from cbir.errors import ClusterError
 from cbir.index import Tuning
 from cbir.settings import Settings
-from helpers import index_rows
-from helpers import write_photos
+from helpers import committed_images, index_rows, write_photos
 
 try:
     import distributed
@@ -212,16 +210,6 @@ def cbir_process(tmp_path, *args):
     return subprocess.Popen([sys.executable, str(tmp_path / "small_batches.py"), *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                             start_new_session=True)
-
-
-def committed_images(db):
-    if not os.path.exists(db):
-        return 0
-    try:
-        with sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, timeout=30) as conn:
-            return conn.execute("SELECT count(*) FROM images").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 def processes_in_group(group):

@@ -16,6 +16,8 @@ import time
 import numpy as np
 import pytest
 
+from helpers import committed_images
+
 from cbir import BusyError, Index
 from cbir.imageio import write_image
 from cbir.index.check import check_database
@@ -67,17 +69,6 @@ def cbir_process(tmp_path, *args, delay=0.02, **popen):
     script.write_text(SLOW_CBIR.format(batch=BATCH, delay=delay))
     return subprocess.Popen([sys.executable, str(script), *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=tmp_path, **popen)
-
-
-def committed_images(db):
-    """Images committed so far, read as any other process would (0 while the database is being created)."""
-    if not os.path.exists(db):
-        return 0
-    try:
-        with sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, timeout=30) as conn:
-            return conn.execute("SELECT count(*) FROM images").fetchone()[0]
-    except sqlite3.OperationalError:  # tables not created yet
-        return 0
 
 
 def wait_until(condition, process, what):

@@ -15,14 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 import numpy as np
 
 from ..errors import BusyError, DatabaseError, WriteError
-from ..files import replacing
+from ..files import open_regular, replacing
 from ..store import Store
 from .histograms import StoredHistograms, checked_codebook, search_setup
 from .tuning import Tuning
@@ -38,22 +37,11 @@ def path_of(store: Store) -> str:
     return store.path + "-search-cache"
 
 
-def _open_regular(path: str) -> IO[bytes]:
-    """``path`` opened for reading if it is a regular file; OSError otherwise. Opened without blocking, because
-    a FIFO planted under the name must not hang every query (it is no cache, and the histograms are the truth)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(f"{path}: not a regular file")
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
-
-
 def header(store: Store, key: str | None = None, dimension: int | None = None) -> dict[str, Any] | None:
     """The header of the current cache file (a dict with ``rows``, ``dimension``, ``key``), or None when there is
     none that describes the database as it is now (and, if given, made with ``key`` for ``dimension``)."""
     try:
-        with _open_regular(path_of(store)) as handle:
+        with os.fdopen(open_regular(path_of(store)), "rb") as handle:  # a FIFO there is no cache
             return _current_header(store, handle, key, dimension)
     except (OSError, ValueError):
         return None
@@ -81,7 +69,7 @@ def read(store: Store, key: str, dimension: int) -> tuple[np.ndarray, np.ndarray
     or not what its header says: the caller then computes the matrix from the histograms). Call inside
     :meth:`Store.snapshot` together with the reads it must agree with."""
     try:
-        with _open_regular(path_of(store)) as handle:
+        with os.fdopen(open_regular(path_of(store)), "rb") as handle:  # a FIFO there is no cache
             found = _current_header(store, handle, key, dimension)
             if found is None:
                 return None

@@ -27,7 +27,6 @@ import contextlib
 import json
 import mmap
 import os
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,7 @@ import numpy as np
 
 from ..core import ann
 from ..errors import BusyError
-from ..files import replacing_by_name
+from ..files import open_regular, replacing_by_name
 from ..store import Store
 from .histograms import search_setup
 from .tuning import Tuning
@@ -76,13 +75,11 @@ def _open(store: Store) -> VectorIndex | None:
     usearch to read it)."""
     if not ann.available():
         return None
-    try:  # without blocking: a FIFO planted under the name is no vector index, and must not hang a query
-        fd = os.open(path_of(store), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:  # missing or unreadable
+    try:  # a FIFO planted under the name is no vector index, and must not hang a query
+        fd = open_regular(path_of(store))
+    except OSError:  # missing, unreadable or not a regular file
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
         mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError):  # empty (mmap of 0 bytes)
         return None

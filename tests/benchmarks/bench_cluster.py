@@ -28,23 +28,14 @@ import time
 import cv2
 import numpy as np
 
+from bench_index import make_large
+
 from cbir.index.run import index_paths
 from cbir.store import Store
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data"))
 med = statistics.median
-
-
-def make_large(kodak, folder, size):
-    os.makedirs(folder, exist_ok=True)
-    for path in sorted(glob.glob(os.path.join(kodak, "*.png"))):
-        image = cv2.imread(path)
-        if image.shape[0] > image.shape[1]:
-            image = cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
-        cv2.imwrite(os.path.join(folder, os.path.basename(path)[:-4] + ".jpg"),
-                    cv2.resize(image, size, interpolation=cv2.INTER_CUBIC), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    return folder
 
 
 def copies_of(source, folder, copies):
@@ -139,8 +130,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix="cbir-bench-cluster-")
     clusters, clients = [], []
     try:
-        medium = make_large(args.kodak, os.path.join(tmp, "m"), (1024, 768))
-        large = make_large(args.kodak, os.path.join(tmp, "l"), (3000, 2000))
+        medium, large = os.path.join(tmp, "m"), os.path.join(tmp, "l")
+        make_large(args.kodak, medium, (1024, 768))
+        make_large(args.kodak, large, (3000, 2000))
         sets = []  # (label, folder of 1/3 of the copies, folder of all of them)
         for label, source, copies in (("256x256 (Wang)", args.wang, args.copies),
                                       ("1024x768 (Kodak upscaled)", medium, args.large_copies),

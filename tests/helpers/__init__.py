@@ -98,3 +98,14 @@ def schema_1_database(path):
         conn.execute("ALTER TABLE histograms DROP COLUMN codebook")  # version 2 added it
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     return path
+
+
+def committed_images(db):
+    """Images committed so far, read as any other process would (0 while the database is being created)."""
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, timeout=30) as conn:
+            return conn.execute("SELECT count(*) FROM images").fetchone()[0]
+    except sqlite3.OperationalError:  # tables not created yet
+        return 0
