@@ -8,6 +8,7 @@ run (the command, the fork server, its workers) gets them: a file whose first by
 batches and limits through ``cbir.index.api.DEFAULT_TUNING`` (the CLI's one tuning seam).
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -75,9 +76,23 @@ def png_with_text(rgb, text):
     return data[:33] + crafted.png_chunk(b"tEXt", b"Comment\0" + text) + data[33:]
 
 
+_STARTED = []  # the cbir runs of the current test, each the leader of its own process group
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test():
+    """A test that fails (a timeout included) must not leave its run and workers behind, holding a core."""
+    yield
+    while _STARTED:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(_STARTED.pop().pid, signal.SIGKILL)
+
+
 def cbir(*args, env, **popen):
-    return subprocess.Popen([sys.executable, "-m", "cbir", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True, **popen)
+    run = subprocess.Popen([sys.executable, "-m", "cbir", *map(str, args)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=env, start_new_session=True, **popen)
+    _STARTED.append(run)
+    return run
 
 
 def living_in_group(group, wait=10.0):

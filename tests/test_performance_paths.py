@@ -136,6 +136,28 @@ def test_workers_killed_mid_run_cost_no_file(tmp_path):
 
 
 @pytest.mark.slow
+def test_what_a_broken_pool_left_alive_is_killed_so_shutdown_cannot_wait_forever():
+    """The private names of CPython's pool that the work-around reads: if they change, this fails rather than the
+    work-around silently doing nothing."""
+    import concurrent.futures
+    import multiprocessing
+    import time
+
+    pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    pool.submit(time.sleep, 60)
+    while not pool._processes:
+        time.sleep(0.01)
+    (worker,) = pool._processes.values()
+    indexer._kill_what_a_broken_pool_left(pool)  # not broken: left alone
+    assert worker.is_alive()
+    pool._broken = "as the manager thread marks it"
+    indexer._kill_what_a_broken_pool_left(pool)
+    worker.join(10)
+    assert worker.exitcode == -signal.SIGKILL
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.slow
 def test_workers_that_die_before_any_file_end_the_run_after_three_pools(many_photos, monkeypatch):
     """Workers that cannot work (here: they watch a run that has ended, so each exits in its initializer) end the
     run with a clear error; a pool that breaks once between two files, as a stray kill can make it, does not."""

@@ -760,6 +760,7 @@ def _in_workers(kind, jobs, settings, lut, n_colors, workers, tuning):
                 finally:
                     for future in futures:
                         future.cancel()  # what has not started (Ctrl-C, an error): shutdown waits for the rest
+                    _kill_what_a_broken_pool_left(pool)
                     pool.shutdown(wait=True, cancel_futures=True)
                 for future in futures:  # after a break: the chunks that finished are kept
                     if future.done() and not future.cancelled() and future.exception() is None:
@@ -772,6 +773,17 @@ def _in_workers(kind, jobs, settings, lut, n_colors, workers, tuning):
                     raise _WorkersFailing()
         while pending and pending[0] in results:
             yield results.pop(pending.popleft())
+
+
+def _kill_what_a_broken_pool_left(pool):
+    """Kill the workers still alive in a pool that broke. CPython 3.11 may start a worker (a submit racing the
+    manager thread that declares the pool broken) after it has ended the others: nothing then ends that one, and
+    shutdown waits for it forever (seen: a `cbir index` hung for hours after a decoder crash killed a worker)."""
+    if not getattr(pool, "_broken", False):
+        return
+    for process in dict(getattr(pool, "_processes", None) or {}).values():  # a copy: the manager thread edits it
+        with contextlib.suppress(OSError, ValueError):
+            process.kill()
 
 
 def _alone(kind, index, job, setup, context):
