@@ -135,6 +135,15 @@ def test_workers_killed_mid_run_cost_no_file(tmp_path):
         assert store.counts()["images"] == 200
 
 
+def _process_state(pid):
+    """The state letter of a process (R, S, Z...), or None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
 @pytest.mark.slow
 def test_what_a_broken_pool_left_alive_is_killed_so_shutdown_cannot_wait_forever():
     """The private names of CPython's pool that the work-around reads: if they change, this fails rather than the
@@ -152,30 +161,32 @@ def test_what_a_broken_pool_left_alive_is_killed_so_shutdown_cannot_wait_forever
     assert worker.is_alive()
     pool._broken = "as the manager thread marks it"
     indexer._kill_what_a_broken_pool_left(pool)
-    worker.join(10)
-    assert worker.exitcode == -signal.SIGKILL
+    deadline = time.monotonic() + 10  # gone, or a zombie: the pool's own thread may be the one that reaps it
+    while time.monotonic() < deadline and _process_state(worker.pid) not in (None, "Z"):
+        time.sleep(0.05)
+    assert _process_state(worker.pid) in (None, "Z")
     pool.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.mark.slow
 def test_workers_that_die_before_any_file_end_the_run_after_three_pools(many_photos, monkeypatch):
-    """Workers that cannot work (here: they watch a run that has ended, so each exits in its initializer) end the
+    """Workers that cannot work (here: they watch a run pid no process has, so each exits in its initializer) end the
     run with a clear error; a pool that breaks once between two files, as a stray kill can make it, does not."""
     import concurrent.futures
 
     from cbir.core.histogram import lookup_table
     from cbir.settings import Settings
 
-    ended = subprocess.Popen(["true"])
-    ended.wait()
+    with open("/proc/sys/kernel/pid_max") as handle:
+        no_such_pid = int(handle.read())  # pids stay below it; a pid of a process that ended could be reused
 
-    class RunOs:  # run.py's os, but the run's pid is that of a process gone
+    class RunOs:  # run.py's os, but the run's pid is one that no process has
         def __getattr__(self, name):
             return getattr(os, name)
 
         @staticmethod
         def getpid():
-            return ended.pid
+            return no_such_pid
 
     pools = []
 
@@ -190,11 +201,14 @@ def test_workers_that_die_before_any_file_end_the_run_after_three_pools(many_pho
     lut = lookup_table(np.array([[0, 0, 0], [100, 0, 0]], np.float32), settings.space)
     jobs = [(str(path), None) for path in sorted(many_photos.rglob("p*.png"))]
     with pytest.raises(indexer._WorkersFailing):
-        list(indexer._in_workers("describe", jobs, settings, lut, 2, 2, Tuning(worker_chunk=1)))
+        # One chunk a pool: a second submit could start a worker while the pool breaks, a race inside CPython 3.11
+        # that can end its fork server (noted in _in_workers); this test is about what cbir does with the breaks.
+        list(indexer._in_workers("describe", jobs, settings, lut, 2, 2, Tuning(worker_chunk=len(jobs))))
     assert len(pools) == indexer._IDLE_BREAKS
     with Store.open(many_photos.parent / "i.db", create=True) as store:  # the first workers of a run: its sample
         with pytest.raises(CbirError, match="keep dying .* while the codebook's sample was read; the index is unch"):
-            indexer.index_paths(store, [many_photos], {"colors": 8}, workers=2, tuning=Tuning(parallel_min_files=0))
+            indexer.index_paths(store, [many_photos], {"colors": 8}, workers=2,
+                                tuning=Tuning(parallel_min_files=0, worker_chunk=1000))
         assert store.counts()["images"] == 0
 
 

@@ -749,6 +749,9 @@ def _in_workers(kind, jobs, settings, lut, n_colors, workers, tuning):
                         futures.append(pool.submit(_work_in_worker, kind, [(i, *jobs[i]) for i in chunk]))
                 except BrokenProcessPool:
                     pass  # the workers died while the chunks were handed out: the break is handled below
+                except OSError:  # a worker started while the pool broke, through pipes its manager just closed
+                    if not _broke(pool):
+                        raise
                 try:
                     for future in futures:
                         try:
@@ -775,11 +778,16 @@ def _in_workers(kind, jobs, settings, lut, n_colors, workers, tuning):
             yield results.pop(pending.popleft())
 
 
+def _broke(pool):
+    """Whether a worker of ``pool`` died (CPython marks the pool broken before it ends the others)."""
+    return bool(getattr(pool, "_broken", False))
+
+
 def _kill_what_a_broken_pool_left(pool):
     """Kill the workers still alive in a pool that broke. CPython 3.11 may start a worker (a submit racing the
     manager thread that declares the pool broken) after it has ended the others: nothing then ends that one, and
     shutdown waits for it forever (seen: a `cbir index` hung for hours after a decoder crash killed a worker)."""
-    if not getattr(pool, "_broken", False):
+    if not _broke(pool):
         return
     for process in dict(getattr(pool, "_processes", None) or {}).values():  # a copy: the manager thread edits it
         with contextlib.suppress(OSError, ValueError):
