@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
+from threadpoolctl import threadpool_limits
 
 KERNELS = ("qbic", "gaussian")
+
+
+def _eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.linalg.eigh`` on one BLAS thread: for a K x K matrix (K <= a few hundred) the threads only cost, and on a
+    busy machine waking them took 6 ms a call against 1.6 ms, and up to 90 ms for the first call of a process (a fresh
+    index's two calls cost 0.23 s of its 3.4 s; tests/benchmarks/bench_first_index.py)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return np.linalg.eigh(a)
 
 
 def colour_distances(colours: ArrayLike) -> np.ndarray:
@@ -60,7 +69,7 @@ def similarity_matrix(colours: ArrayLike, kernel: str = "qbic", sigma: float = 1
 def nearest_psd(a: ArrayLike) -> np.ndarray:
     """Symmetric ``(K, K)`` matrix with negative eigenvalues clipped to zero (nearest PSD in Frobenius norm)."""
     a = (np.asarray(a, dtype=np.float64) + np.asarray(a, dtype=np.float64).T) / 2
-    values, vectors = np.linalg.eigh(a)
+    values, vectors = _eigh(a)
     if values.min() >= 0:
         return a
     return (vectors * np.maximum(values, 0)) @ vectors.T
@@ -68,7 +77,7 @@ def nearest_psd(a: ArrayLike) -> np.ndarray:
 
 def factor(a: ArrayLike) -> np.ndarray:
     """A factor L with ``A = L L^T`` for a symmetric PSD ``A``: ``(K, K) float64`` (eigendecomposition)."""
-    values, vectors = np.linalg.eigh(np.asarray(a, dtype=np.float64))
+    values, vectors = _eigh(np.asarray(a, dtype=np.float64))
     return vectors * np.sqrt(np.maximum(values, 0))
 
 
@@ -95,7 +104,7 @@ def square_root(a: ArrayLike) -> np.ndarray:
     Unlike :func:`factor`, whose columns are eigen-directions, row k of S belongs to codebook colour k, so
     ``||S x||^2 = x^T A x`` splits into one non-negative term per colour (see :func:`distance_terms`).
     """
-    values, vectors = np.linalg.eigh(np.asarray(a, dtype=np.float64))
+    values, vectors = _eigh(np.asarray(a, dtype=np.float64))
     return (vectors * np.sqrt(np.maximum(values, 0))) @ vectors.T
 
 

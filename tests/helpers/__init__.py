@@ -68,7 +68,8 @@ def index_rows(db):
     with sqlite3.connect(db) as conn:
         return {table: conn.execute(f"SELECT {columns} FROM {table} ORDER BY 1").fetchall() for table, columns in (
             ("images", "id, path, size, mtime_ns, sha256, width, height"), ("histograms", "image_id, vector"),
-            ("failures", "path, reason, size, mtime_ns"), ("codebook", "id, c0, c1, c2, hex, share"))}
+            ("failures", "path, reason, size, mtime_ns"), ("codebook", "id, c0, c1, c2, hex, share"),
+            ("structure_thumbnails", "image_id, thumb"))}
 
 
 def naive_shares(blob, dimension):
