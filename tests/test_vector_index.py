@@ -434,3 +434,25 @@ def test_a_fifo_or_a_planted_link_at_its_name_is_never_followed(photos, tmp_path
     with open_index(db) as index:
         assert index.cache_for_search() and index.vector_index_state() == "current"
     assert victim.read_bytes() == b"keep me"
+
+
+def test_opening_through_a_current_vector_index_reads_no_whole_table(photos, tmp_path):
+    """At ten million images counting the rows (or reading every id) takes seconds: a search through a current
+    vector index reads neither; an out-of-date one is searched exactly, and that needs them."""
+    db = tmp_path / "i.db"
+    with open_index(db) as index:
+        index.add([photos], settings=SETTINGS)
+    statements = []
+    with Index.open(db, tuning=VERY_LARGE) as index:
+        index._store.db.conn.set_trace_callback(statements.append)
+        assert index.vector_index_state() == "current"
+        assert index.search(photos / "p3.png", n=3, skip_self=False)[0].distance == 0.0
+    whole = [s for s in statements if "count(" in s.lower() or s.strip().upper() == "SELECT ID FROM IMAGES"]
+    assert statements and not whole, whole
+    with sqlite3.connect(db) as conn:  # a change the vector index has not seen
+        conn.execute("DELETE FROM images WHERE id = (SELECT max(id) FROM images)")
+    statements.clear()
+    with Index.open(db, tuning=VERY_LARGE) as index:
+        index._store.db.conn.set_trace_callback(statements.append)
+        assert index.vector_index_state() == "outdated"
+    assert any("count(" in s.lower() for s in statements)

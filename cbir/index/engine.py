@@ -136,12 +136,18 @@ def load_engine(store: Store, ranking: dict[str, Any] | None = None, *, tuning: 
 def _load(store: Store, ranking: dict[str, Any] | None, tuning: Tuning, in_memory: bool | None,
           use_cache: bool, previous: Engine | None = None, exact: bool = False) -> Engine:
     settings, codebook, dimension, backend = search_setup(store, ranking)
-    count = store.counts(["images"])["images"]  # a bound: every histogram read has its own image row
     same_colours = (previous is not None and previous.settings.space == settings.space
                     and np.array_equal(previous.codebook, codebook))
     lut = previous.lut if same_colours else lookup_table(codebook, settings.space)
+    if not in_memory and not exact and tuning.wants_vector_index(store.image_count_bound(), dimension):
+        # A current vector index is found without counting the rows (10M: seconds); it describes the database as it
+        # is, so its rows are the count.
+        found = vector_index.read(store, backend.transform_key(), dimension)
+        if found is not None and tuning.wants_vector_index(len(found.ids), dimension):
+            return _load_approximate(store, settings, codebook, lut, dimension, backend, found)
+    count = store.counts(["images"])["images"]  # a bound: every histogram read has its own image row
     if not in_memory and tuning.wants_vector_index(count, dimension):
-        return _load_large(store, settings, codebook, lut, dimension, backend, exact)
+        return _load_exact_large(store, settings, codebook, lut, dimension, backend, exact)
     if in_memory is None:
         in_memory = not tuning.streams(count, dimension)
     cached = None
@@ -166,16 +172,20 @@ def _load(store: Store, ranking: dict[str, Any] | None, tuning: Tuning, in_memor
     return Engine(settings, codebook, lut, ids, backend, store, store.data_version(), cached=cached is not None)
 
 
-def _load_large(store: Store, settings: Settings, codebook: np.ndarray, lut: np.ndarray, dimension: int,
-                backend: QuadraticFormSearch, exact: bool) -> Engine:
-    """A very large index: candidates from its vector index when that is current, else every histogram read for
-    each search (exact; slow at this size)."""
-    found = None if exact else vector_index.read(store, backend.transform_key(), dimension)
-    if found is not None:
-        backend.vectors = histograms = StoredHistograms(store, dimension)
-        histograms.ids = found.ids
-        search = ann.ApproximateQuadraticFormSearch(backend, found.ids, found.mean, found.axes, found.graph)
-        return Engine(settings, codebook, lut, found.ids, search, store, store.data_version(), approximate=True)
+def _load_approximate(store: Store, settings: Settings, codebook: np.ndarray, lut: np.ndarray, dimension: int,
+                      backend: QuadraticFormSearch, found: vector_index.VectorIndex) -> Engine:
+    """A very large index searched through its current vector index ``found``: candidates from the graph, exact
+    distances from the histograms read back from the database."""
+    backend.vectors = histograms = StoredHistograms(store, dimension)
+    histograms.ids = found.ids
+    search = ann.ApproximateQuadraticFormSearch(backend, found.ids, found.mean, found.axes, found.graph)
+    return Engine(settings, codebook, lut, found.ids, search, store, store.data_version(), approximate=True)
+
+
+def _load_exact_large(store: Store, settings: Settings, codebook: np.ndarray, lut: np.ndarray, dimension: int,
+                      backend: QuadraticFormSearch, exact: bool) -> Engine:
+    """A very large index searched by reading every histogram for each search: asked for (``exact``), or while its
+    vector index is out of date or missing (slow at this size)."""
     ids = store.image_ids()
     if len(ids) == 0:
         raise DatabaseError(f"{store.path} holds no indexed images", remedy=Remedy.ADD)

@@ -734,6 +734,12 @@ class Store:
         return np.array([r[0] for r in rows], np.int64)
 
     @_sqlite_errors
+    def image_count_bound(self) -> int:
+        """At least the number of image rows, without counting them: the largest id (ids are positive and distinct;
+        one step down the id b-tree, where ``count(*)`` reads the whole table: 1.2 s at a million rows, cold)."""
+        return self.db.execute("SELECT coalesce(max(id), 0) FROM images").fetchone()[0]
+
+    @_sqlite_errors
     def image_ids(self) -> np.ndarray:
         """Ids of every image row, ascending: ``(n,) int64`` (read from the small path index, not the
         histograms)."""
