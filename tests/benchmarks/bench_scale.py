@@ -144,7 +144,8 @@ def main():
     parser.add_argument("--work", required=True, help="folder for the database (kept) and its vector index")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1, help="threads building the graph")
-    parser.add_argument("--widths", default="800", help="query widths through the graph, e.g. 400,800,1600 (cbir: core/ann.py WIDTH)")
+    parser.add_argument("--widths", default="800",
+                        help="query widths through the graph, e.g. 400,800,1600 (cbir: core/ann.py WIDTH)")
     parser.add_argument("--fresh", action="store_true", help="write the database again even if it exists")
     parser.add_argument("--rebuild-index", action="store_true", help="build the vector index again")
     parser.add_argument("--no-vector-index", action="store_true",
