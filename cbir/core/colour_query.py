@@ -260,6 +260,7 @@ def layout_histogram(cells: Sequence[tuple[ArrayLike, ArrayLike] | None], lut: n
 
 
 SIMILAR = 25.0  # CIE76 ΔE within which a colour counts as the requested one (clearly the same colour family)
+ROWS_AT_A_TIME = 1 << 16  # rows of shares scored together (a few MB in float64)
 
 
 def near_colours(codebook_lab: ArrayLike, targets_lab: ArrayLike, radius: float = SIMILAR) -> np.ndarray:
@@ -310,7 +311,11 @@ def missing_shares(shares: ArrayLike, near: ArrayLike, wanted: ArrayLike) -> tup
     missing : (N,) float64, sum over t of max(0, wanted_t - found_t), in 0 .. sum(wanted)
     found : (N, T) float64, each picture's estimated share within the radius of each requested colour
     """
-    found = np.asarray(shares, np.float64) @ np.asarray(near, np.float64)
+    shares, near = np.asarray(shares), np.asarray(near, np.float64)
+    found = np.empty((len(shares), near.shape[1]), np.float64)
+    # A block of rows at a time in float64: a float64 copy of all the shares would be 10 GB at ten million pictures.
+    for start in range(0, len(shares), ROWS_AT_A_TIME):
+        found[start : start + ROWS_AT_A_TIME] = shares[start : start + ROWS_AT_A_TIME].astype(np.float64) @ near
     return np.maximum(np.asarray(wanted, np.float64) - found, 0).sum(1), found
 
 
