@@ -115,8 +115,11 @@ def _living(group):
         except OSError:
             continue
         if int(fields[2]) == group and fields[0] != "Z":
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                alive.append(handle.read().replace(b"\0", b" ").decode(errors="replace")[:120])
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    alive.append(handle.read().replace(b"\0", b" ").decode(errors="replace")[:120])
+            except OSError:  # it ended since its stat was read
+                continue
     return alive
 
 
