@@ -278,12 +278,32 @@ def test_cli_query_exact_and_the_out_of_date_note(photos, tmp_path, cli, monkeyp
     code, exact, err = cli("query", photos / "p4.png", "--db", db, "--json", "--exact")
     assert code == 0 and err == "" and exact == approximate
     code, out, err = cli("info", "--db", db)
-    assert "vector index: 40 images" in out
+    assert "vector index: 40 images (queries take candidates from it)" in out
     shutil.copy(photos / "p1.png", photos / "again.png")
     with Index.open(db, tuning=VERY_LARGE) as index:
         index.add([photos], search_cache=False)
     code, out, err = cli("query", photos / "p4.png", "--db", db)
     assert code == 0 and "vector index is out of date" in err
+    code, out, err = cli("info", "--db", db)
+    assert code == 0 and "vector index: 40 images (out of date: queries read every histogram" in out
+
+
+def test_its_header_is_read_without_the_graph(photos, tmp_path, monkeypatch):
+    """What `cbir info` reports costs a few hundred bytes of the file: viewing the graph took over a second at ten
+    million images. A file whose trailer does not match its length is no vector index."""
+    db = tmp_path / "i.db"
+    with open_index(db) as index:
+        index.add([photos], settings=SETTINGS)
+        monkeypatch.setattr(ann.Graph, "view", lambda *a: pytest.fail("the graph was viewed"))
+        info = index.info()
+        assert info["vector_index_rows"] == 40 and info["vector_index_current"]
+        path = vector_index.path_of(index._store)
+        with open(path, "r+b") as handle:  # one byte more: the trailer no longer ends the file
+            handle.seek(0, os.SEEK_END)
+            handle.write(b"\0")
+        assert vector_index.header(index._store) is None
+        info = index.info()
+        assert info["vector_index_rows"] is None and not info["vector_index_current"]
 
 
 def test_approximate_search_equals_brute_force_on_random_vectors():

@@ -56,5 +56,6 @@ def info_command(
     if info["search_cache_rows"] is not None:
         stdout.print(f"search cache: {info['search_cache_rows']} transformed rows (opening reads them)", markup=False)
     if info["vector_index_rows"] is not None:
-        stdout.print(f"vector index: {info['vector_index_rows']} images (queries take candidates from it)",
-                     markup=False)
+        state = ("queries take candidates from it" if info["vector_index_current"] else
+                 "out of date: queries read every histogram until `cbir index` brings it up to date")
+        stdout.print(f"vector index: {info['vector_index_rows']} images ({state})", markup=False)

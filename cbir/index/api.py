@@ -570,6 +570,9 @@ class Index:
         meta = store.meta()
         size = sum(os.path.getsize(store.path + suffix) for suffix in ("", "-wal")
                    if os.path.exists(store.path + suffix))
+        with store.snapshot():
+            found = vector_index.header(store)
+            current = vector_index.is_current(store, found)
         return {
             "database": store.path,
             "schema_version": meta.get("schema_version"),
@@ -583,8 +586,10 @@ class Index:
             "pending": len(store.pending_images()),
             # rows of the search's transformed matrix kept for opening fast (large indexes only), or None
             "search_cache_rows": (search_cache.header(store) or {}).get("rows"),
-            # rows of the vector index file beside a very large index, whether current or not, or None
-            "vector_index_rows": (vector_index.header(store) or {}).get("rows"),
+            # rows of the vector index file beside a very large index, whether current or not, or None; and whether
+            # it describes the database as it is (else searches read every histogram until the next cbir index)
+            "vector_index_rows": (found or {}).get("rows"),
+            "vector_index_current": current,
             "bytes": size,
         }
 
