@@ -370,6 +370,16 @@ def candidate_pairs(colour: np.ndarray, structure: np.ndarray, block_perms: np.n
     return keys // n, keys % n
 
 
+def _nearest_symmetry(variants: np.ndarray, theirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Squared distance of each row of ``theirs (m, D)`` to the nearest of one picture's 8 ``variants (8, D)``, and
+    which variant: ``(m,) float64``, ``(m,) int64``."""
+    # The symmetry with the largest dot product g(a) . b is the nearest (|g(a)| = |a|); its distance is then taken
+    # from the difference itself, not |a|^2 + |b|^2 - 2 a.b, which loses small distances to rounding.
+    best = (variants @ theirs.T).argmax(0)
+    diff = variants[best] - theirs
+    return np.einsum("md,md->m", diff, diff, dtype=np.float64), best
+
+
 def pair_distances(colour: np.ndarray, structure: np.ndarray, i: np.ndarray, j: np.ndarray,
                    block_perms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Colour and structure distances of pairs, each the minimum over the 8 symmetries.
@@ -404,20 +414,8 @@ def pair_distances(colour: np.ndarray, structure: np.ndarray, i: np.ndarray, j: 
         a = rows[start]
         where = order[start:end]
         others = j[where]
-        # The symmetry with the largest dot product g(a) . b is the nearest (|g(a)| = |a|); its distance is then
-        # taken from the difference itself, not |a|^2 + |b|^2 - 2 a.b, which loses small distances to rounding.
-        variants = flat_colour[a][colour_perms]                                  # (8, B*K)
-        theirs = flat_colour[others]
-        best = (variants @ theirs.T).argmax(0)
-        diff = variants[best] - theirs
-        c[where] = np.einsum("md,md->m", diff, diff, dtype=np.float64)
-        c_arg[where] = best
-        shapes = structure[a][shape_perms]                                        # (8, S*S)
-        theirs = structure[others]
-        best = (shapes @ theirs.T).argmax(0)
-        diff = shapes[best] - theirs
-        e[where] = np.einsum("md,md->m", diff, diff, dtype=np.float64)
-        s_arg[where] = best
+        c[where], c_arg[where] = _nearest_symmetry(flat_colour[a][colour_perms], flat_colour[others])
+        e[where], s_arg[where] = _nearest_symmetry(structure[a][shape_perms], structure[others])
     c, e = np.sqrt(c), np.sqrt(e)
     no_structure = ~(np.abs(structure[i]).sum(1) > 0) | ~(np.abs(structure[j]).sum(1) > 0)  # flat pictures
     e[no_structure] = np.sqrt(2)

@@ -37,7 +37,7 @@ from ..core import ann
 from ..errors import BusyError
 from ..files import open_regular, replacing_by_name
 from ..store import Store
-from .histograms import search_setup
+from .histograms import checked_codebook, search_setup
 from .tuning import Tuning
 
 MAGIC = b"cbir vector index 1\n"
@@ -70,21 +70,27 @@ class VectorIndex:
         return ann.Graph.load(memoryview(self._mapping)[: self._graph_bytes])
 
 
-def _open(store: Store) -> VectorIndex | None:
-    """The file as it is, whatever state it describes, or None (none there, not what its trailer says, or no
-    usearch to read it)."""
-    if not ann.available():
-        return None
-    try:  # a FIFO planted under the name is no vector index, and must not hang a query
+def _mapped(store: Store) -> mmap.mmap | None:
+    """The file mapped read-only, or None (none there, unreadable, empty, or not a regular file: a FIFO planted
+    under the name is no vector index, and must not hang a query)."""
+    try:
         fd = open_regular(path_of(store))
-    except OSError:  # missing, unreadable or not a regular file
+    except OSError:
         return None
     try:
-        mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError):  # empty (mmap of 0 bytes)
         return None
     finally:
         os.close(fd)  # the mapping keeps its own reference
+
+
+def _open(store: Store) -> VectorIndex | None:
+    """The file as it is, whatever state it describes, or None (none there, not what its trailer says, or no
+    usearch to read it)."""
+    mapping = _mapped(store) if ann.available() else None
+    if mapping is None:
+        return None
     try:
         return _parse(mapping)
     except (ValueError, KeyError, TypeError, RuntimeError):  # a damaged file: the histograms are the truth
@@ -133,26 +139,30 @@ def header(store: Store) -> dict[str, Any] | None:
     """The header of the file (a dict with ``rows``, ``key``, ``database_id``, ``generation``...) whatever state it
     describes, or None (none there, or not a vector index). Reads the trailer only: viewing the graph, as a search
     does, takes over a second at ten million images."""
-    try:  # a FIFO planted under the name is no vector index, and must not hang
-        fd = open_regular(path_of(store))
-    except OSError:
+    mapping = _mapped(store)
+    if mapping is None:
         return None
-    try:
-        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapping:
+    with mapping:
+        try:
             return _layout(mapping)[0]
-    except (OSError, ValueError, KeyError, TypeError):  # empty, or not what its trailer says
+        except (ValueError, KeyError, TypeError):  # not what its trailer says
+            return None
+
+
+def _wanted(store: Store) -> tuple[str, int] | None:
+    """The transform key and histogram dimension a vector index of ``store`` must be made for, or None (nothing
+    indexed yet). Call inside a snapshot."""
+    if store.codebook() is None or "settings" not in store.meta():
         return None
-    finally:
-        os.close(fd)
+    _, _, dimension, search = search_setup(store, None)
+    return search.transform_key(), dimension
 
 
 def is_current(store: Store, found: dict[str, Any] | None) -> bool:
     """Whether a vector index with header ``found`` describes the database as it is now, for its ranking settings,
     and usearch is there to read it (what :func:`read` requires before a search uses it). Call inside a snapshot."""
-    if found is None or not ann.available() or store.codebook() is None or "settings" not in store.meta():
-        return False
-    _, _, dimension, search = search_setup(store, None)
-    return _current(store, found, search.transform_key(), dimension)
+    wanted = _wanted(store) if found is not None and ann.available() else None
+    return wanted is not None and _current(store, found, *wanted)
 
 
 def read(store: Store, key: str, dimension: int) -> VectorIndex | None:
@@ -196,10 +206,8 @@ def differences(store: Store) -> int | None:
     """Images the current vector index holds that the database does not, and the other way round (what a check
     counts; 0: it holds exactly the searchable images), or None when there is no current vector index."""
     with store.snapshot():
-        if store.codebook() is None or "settings" not in store.meta():
-            return None
-        _, _, dimension, search = search_setup(store, None)
-        found = read(store, search.transform_key(), dimension)
+        wanted = _wanted(store)
+        found = None if wanted is None else read(store, *wanted)
         if found is None:
             return None
         return len(np.setxor1d(found.ids, store.searchable_ids()))
@@ -233,7 +241,7 @@ def refresh(store: Store, tuning: Tuning, progress: Progress | None = None, thre
         with store.snapshot():
             if store.codebook() is None or "settings" not in store.meta():
                 return False
-            _, _, dimension, search = search_setup(store, None)
+            _, _, dimension = checked_codebook(store, None)  # A is factorised only for an index that wants one
             count = store.counts(["images"])["images"]
         if not tuning.wants_vector_index(count, dimension):
             drop(store)

@@ -56,6 +56,13 @@ def make_photos(kodak, folder, count, seed=0):
     return sorted(glob.glob(os.path.join(folder, "*.jpg")))
 
 
+def decode_all(files, flags=cv2.IMREAD_COLOR):
+    """Read every file and decode it with OpenCV, nothing else (``IMREAD_COLOR``: the plain full-decode loop)."""
+    for path in files:
+        with open(path, "rb") as handle:
+            cv2.imdecode(np.frombuffer(handle.read(), np.uint8), flags)
+
+
 def dense_pool_colours(pool, image):
     """The pool update as it was: a bincount over every bin."""
     counts = np.bincount(bin_index(image, POOL_BITS).ravel(), minlength=len(pool))
@@ -76,9 +83,7 @@ def main():
         size = sum(os.path.getsize(f) for f in files) / len(files)
 
         def plain():
-            for path in files:
-                with open(path, "rb") as handle:
-                    cv2.imdecode(np.frombuffer(handle.read(), np.uint8), cv2.IMREAD_COLOR)
+            decode_all(files)
 
         def index():
             database = os.path.join(scratch, "photos.db")

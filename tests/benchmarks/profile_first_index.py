@@ -17,12 +17,11 @@ import tempfile
 import time
 
 import cv2
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from bench_first_index import make_photos  # noqa: E402
+from bench_first_index import decode_all, make_photos  # noqa: E402
 
 from cbir import Index  # noqa: E402
 
@@ -39,21 +38,16 @@ def main():
         os.mkdir(folder)
         files = make_photos(args.kodak, folder, args.images)
 
-        def decode_all(flags):
-            for path in files:
-                with open(path, "rb") as handle:
-                    cv2.imdecode(np.frombuffer(handle.read(), np.uint8), flags)
-
         def index(name):
             with Index.open(os.path.join(scratch, name), create=True) as opened:
                 opened.add(folder, workers=1)
 
-        decode_all(cv2.IMREAD_COLOR)
+        decode_all(files)
         index("warm.db")
         for name, flags in (("full decode loop", cv2.IMREAD_COLOR), ("half-scale decode loop",
                                                                      cv2.IMREAD_REDUCED_COLOR_2)):
             start = time.process_time()
-            decode_all(flags)
+            decode_all(files, flags)
             print(f"{name}: {time.process_time() - start:.2f} s CPU")
         profile = cProfile.Profile()
         start = time.process_time()
