@@ -15,9 +15,9 @@ KERNELS = ("qbic", "gaussian")
 
 
 def _eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.linalg.eigh`` on one BLAS thread: for a K x K matrix (K <= a few hundred) the threads only cost, and on a
-    busy machine waking them took 6 ms a call against 1.6 ms, and up to 90 ms for the first call of a process (a fresh
-    index's two calls cost 0.23 s of its 3.4 s; tests/benchmarks/bench_first_index.py)."""
+    """``np.linalg.eigh`` on one BLAS thread: for a K x K matrix (K <= a few hundred) the threads only cost, most on a
+    busy machine, where waking them made a fresh index's two calls 0.23 s of its 3.4 s
+    (tests/benchmarks/profile_first_index.py beside another job)."""
     with threadpool_limits(limits=1, user_api="blas"):
         return np.linalg.eigh(a)
 
