@@ -2,12 +2,15 @@ import numpy as np
 import pytest
 
 from cbir.core.colour import (
+    bin_centres,
+    bin_centres_in,
     bin_index,
     binned_colours,
     distinct_colours,
     group_colours,
     lab_to_srgb,
     srgb_to_lab,
+    to_space,
 )
 
 
@@ -102,3 +105,11 @@ def test_bin_index_rejects_wrong_input():
         bin_index(np.zeros((2, 3), np.float32), 5)
     with pytest.raises(ValueError, match="shape"):
         bin_index(np.zeros((2, 4), np.uint8), 5)
+
+
+@pytest.mark.parametrize("space", ["lab", "rgb"])
+@pytest.mark.parametrize("bits", [1, 5, 6])
+def test_bin_centres_in_a_space_are_those_converted_one_by_one(space, bits):
+    expected = to_space(bin_centres(bits), space)
+    found = bin_centres_in(bits, space)
+    assert found.dtype == expected.dtype and found.tobytes() == expected.tobytes()  # bit for bit

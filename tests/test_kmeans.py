@@ -1,7 +1,9 @@
+import cv2
 import numpy as np
 import pytest
 
-from cbir.core.kmeans import nearest_centre, weighted_kmeans
+from cbir.core.colour import bin_centres, to_space
+from cbir.core.kmeans import PRODUCTS_FROM, nearest_centre, weighted_kmeans
 
 
 def naive_lloyd(points, weights, centres, iterations=200):
@@ -75,6 +77,33 @@ def test_nearest_centre_matches_brute_force():
     points, centres = rng.normal(0, 10, (3000, 3)), rng.normal(0, 10, (17, 3))
     brute = ((points[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
     np.testing.assert_array_equal(nearest_centre(points, centres), brute)
+
+
+def batch_distance_labels(points, centres):
+    """What OpenCV's brute-force matcher gives, in one call: the labels nearest_centre promises."""
+    return cv2.batchDistance(np.float32(points), np.float32(centres), cv2.CV_32F, normType=cv2.NORM_L2SQR,
+                             K=1)[1].ravel()
+
+
+@pytest.mark.parametrize("case", ["lab grid", "uniform", "centres on points", "twin centres", "near twins", "rgb grid"])
+def test_nearest_centre_by_products_gives_batch_distance_labels_even_at_ties(case):
+    """The products path (many points) checks the points whose two nearest centres are too close to tell apart at
+    float32 precision: exact ties (twin centres, points equidistant on a grid) must come out as batchDistance has
+    them, not as the product's rounding happens to order them."""
+    rng = np.random.default_rng(len(case))
+    grid = to_space(bin_centres(5), "rgb" if case == "rgb grid" else "lab")
+    points = np.concatenate([grid, rng.uniform(-100, 100, (PRODUCTS_FROM, 3))]).astype(np.float32)
+    k = 150
+    if case == "uniform":
+        centres = rng.uniform(-100, 100, (k, 3))
+    elif case == "twin centres":  # every centre twice: each point has two nearest at exactly the same distance
+        centres = np.repeat(rng.uniform(-60, 60, (k // 2, 3)), 2, axis=0)
+    elif case == "near twins":  # 1e-4 apart: float32 products order thousands of the points wrongly
+        centres = np.repeat(rng.uniform(-60, 60, (k // 2, 3)), 2, axis=0) + rng.uniform(0, 1e-4, (k // 2 * 2, 3))
+    else:  # on grid points, some points exactly half-way between two of them
+        centres = grid[rng.choice(len(grid), k, replace=False)]
+    assert len(points) >= PRODUCTS_FROM  # the products path is the one under test
+    np.testing.assert_array_equal(nearest_centre(points, centres), batch_distance_labels(points, centres))
 
 
 @pytest.mark.parametrize("k", [40, 200])

@@ -420,3 +420,38 @@ def test_images_without_histograms_are_left_out_of_a_search(many_photos, tmp_pat
             expected = [r.image_id for r in full if r.image_id != gone]
             assert [r.image_id for r in after] == expected[: n or len(expected)]
         assert len(index._loaded().backend.transformed) == len(index._loaded().ids) == len(full) - 1
+
+
+@pytest.mark.parametrize("where", ["lookup table", "codebook", "similarity matrix"])
+def test_small_products_of_a_fresh_index_run_on_one_blas_thread(monkeypatch, where):
+    """OpenBLAS spreads even small products over every core and its idle threads then spin: a fresh index's
+    codebook, lookup table and similarity matrix keep BLAS to one thread while they compute, and give it back."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import cbir.core.codebook
+    import cbir.core.histogram
+    import cbir.core.qfd
+
+    module, name = {"lookup table": (cbir.core.histogram, "nearest_centre"),
+                    "codebook": (cbir.core.codebook, "kmeans_palette"),
+                    "similarity matrix": (cbir.core.qfd.np.linalg, "eigh")}[where]
+    seen = []
+    real = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        seen.append([pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+    pool = cbir.core.codebook.empty_pool()
+    cbir.core.codebook.pool_colours(pool, make_photo(3, size=(48, 64)))
+    with threadpool_limits(limits=2, user_api="blas"):  # as on a machine of two cores or more
+        if where == "lookup table":
+            cbir.core.histogram.lookup_table(np.array([[20.0, 5, 5], [70, -10, 30]], np.float32))
+        elif where == "codebook":
+            cbir.core.codebook.learn_codebook(pool, 8)
+        else:
+            cbir.core.qfd.similarity_matrix(np.array([[20.0, 5, 5], [70, -10, 30], [50, 0, 0]]), "gaussian", 400)
+        after = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert seen and all(threads == [1] * len(threads) for threads in seen)
+    assert after and all(threads == 2 for threads in after)

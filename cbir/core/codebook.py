@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .blas import one_blas_thread
 from .colour import bin_centres, bin_index, from_space
 from .quantize import kmeans_palette
 
@@ -85,7 +86,8 @@ def learn_codebook(pool: np.ndarray, k: int, *, space: str = "lab", seed: int = 
     if len(occupied) == 0:
         raise ValueError("the colour pool is empty: pool the colours of at least one image first")
     weights = pool[occupied].astype(np.float64)
-    result = kmeans_palette(bin_centres(POOL_BITS)[occupied], weights, k, space=space, seed=seed)
+    with one_blas_thread():
+        result = kmeans_palette(bin_centres(POOL_BITS)[occupied], weights, k, space=space, seed=seed)
     shares = np.bincount(result.labels, weights=weights, minlength=len(result.centres)) / weights.sum()
     order = np.argsort(-shares, kind="stable")
     colours = result.centres[order]

@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .colour import bin_centres, bin_index, to_space
+from .blas import one_blas_thread
+from .colour import bin_centres_in, bin_index
 from .kmeans import nearest_centre
 
 LAYOUTS = ("global", "2x2", "3x3", "center", "global+2x2", "global+3x3", "global+center")
@@ -41,7 +42,8 @@ def lookup_table(codebook: ArrayLike, space: str = "lab", bits: int = LUT_BITS) 
     lut : (2**(3*bits),) int32, index into ``codebook``, read-only (so the fast path may cache what it derives
         from it)
     """
-    lut = nearest_centre(to_space(bin_centres(bits), space), codebook)
+    with one_blas_thread():
+        lut = nearest_centre(bin_centres_in(bits, space), codebook)
     lut.flags.writeable = False
     return lut
 
@@ -255,7 +257,7 @@ def _opencv_counts(image, lut, n_colors, layout, bits, rows=None):
     else:  # a strip of a taller image: its own offsets (not cached, every strip differs)
         offsets, n_regions = _offsets(*_region_map(rows[2], width, layout, rows[0], rows[1]), width, n_colors)
     n_bins = LANES * n_regions * n_colors
-    counts = cv2.calcHist([cv2.add(labels, offsets)], [0], None, [n_bins], [0, n_bins])
+    counts = cv2.calcHist([cv2.add(labels, offsets, dst=labels)], [0], None, [n_bins], [0, n_bins])
     return counts.reshape(LANES, n_regions, n_colors).sum(0)  # float32 sums of integers < 2**24: exact
 
 
@@ -268,9 +270,9 @@ def _remap_table(lut, bits):
     if entry is not None and entry[0]() is lut and entry[1] == bits:
         return entry[2]
     n = 1 << bits
-    r, g, b = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
-    table = np.zeros((n, 257 * (n - 1) + 1), np.uint16)
-    table[b, r + 256 * g] = lut[(r << (2 * bits)) | (g << bits) | b]
+    padded = np.zeros((n, n, 256), np.uint16)  # [b, g, r]: row b, column r + 256 g of the table once flattened
+    padded[:, :, :n] = lut.reshape(n, n, n).transpose(2, 1, 0)  # lut[(r << 2 bits) | (g << bits) | b]
+    table = np.ascontiguousarray(padded.reshape(n, n * 256)[:, : 257 * (n - 1) + 1])
     key = id(lut)
     _REMAP_TABLES[key] = (weakref.ref(lut, lambda _: _REMAP_TABLES.pop(key, None)), bits, table)
     return table

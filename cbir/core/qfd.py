@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-from threadpoolctl import threadpool_limits
+
+from .blas import one_blas_thread
 
 KERNELS = ("qbic", "gaussian")
 
@@ -18,7 +19,7 @@ def _eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.linalg.eigh`` on one BLAS thread: for a K x K matrix (K <= a few hundred) the threads only cost, most on a
     busy machine, where waking them made a fresh index's two calls 0.23 s of its 3.4 s
     (tests/benchmarks/profile_first_index.py beside another job)."""
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return np.linalg.eigh(a)
 
 
