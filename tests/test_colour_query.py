@@ -126,7 +126,7 @@ def test_a_far_colour_is_named_on_stderr(cli):
     code, out, err = cli("query", "--color", "blue:30", "--color", "white:10", "--db", db, "-n", 2,
                          "--format", "paths")
     assert code == 0 and len(out.splitlines()) == 2
-    assert "note: blue is matched as #2a3655, ΔE 115" in err and "white" not in err
+    assert "note: blue is matched as #2a3656, ΔE 115" in err and "white" not in err
     code, out, err = cli("query", "--color", "blue:30", "--db", db, "-n", 1, "-q")
     assert code == 0 and err == ""
 

@@ -14,8 +14,8 @@ from cbir.imageio import write_image
 from cbir.index import Tuning
 
 KEEP_ALL, KEEP_NONE = Tuning(sample_keep_bytes=1 << 30), Tuning(sample_keep_bytes=0)
-# min_side 100: an 800x600 JPEG is decoded at 1/4 for its histogram and its colours pooled as at 1/8 (block means
-# of 2x2), a 320x240 one in full and pooled as at 1/2; PNGs are decoded whole either way.
+# min_side 100: an 800x600 JPEG is decoded at 1/4 for its histogram (200x150) and its colours pooled from block
+# means of 3x3 of that decode, a 320x240 one in full and pooled from means of 5x5; the 80x60 PNGs as they are.
 SETTINGS = {"colors": 12, "min_side": 100, "sample": 8, "layout": "global+3x3"}
 
 
@@ -110,3 +110,18 @@ def test_block_means_are_what_a_smaller_decode_holds():
     assert means.shape == (2, 3, 3)
     expected = image.reshape(2, 2, 3, 2, 3).astype(float).mean(axis=(1, 3))
     assert np.abs(means - expected).max() <= 0.5
+
+
+@pytest.mark.parametrize("shape", [(384, 512), (512, 384), (750, 1000), (256, 384), (100, 1000), (60, 80), (47, 90)])
+def test_the_pool_picture_keeps_a_short_side_of_48_to_95_pixels(shape):
+    """The codebook's colours and the structure thumbnail come from block means of the decode made for the
+    histogram, the blocks as large as keeps a short side of CODEBOOK_MIN_SIDE: a few thousand pixels, whatever the
+    size and the format of the picture; a smaller picture as it is."""
+    image = make_photo(2, shape)
+    small = run.pool_scale(image)
+    if min(shape) < run.CODEBOOK_MIN_SIDE:
+        assert small is image
+    else:
+        factor = min(shape) // run.CODEBOOK_MIN_SIDE
+        assert small.shape == (shape[0] // factor, shape[1] // factor, 3)
+        assert run.CODEBOOK_MIN_SIDE <= min(small.shape[:2]) < 2 * run.CODEBOOK_MIN_SIDE

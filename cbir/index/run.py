@@ -35,25 +35,26 @@ from ..core.codebook import block_means, colour_counts, empty_pool, learn_codebo
 from ..core.duplicates import structure_thumbnail
 from ..core.histogram import LUT_BITS, histogram, lookup_table
 from ..errors import CbirError, ClusterError, DatabaseError, Remedy, SettingsError
-from ..imageio import (IMAGE_EXTENSIONS, decode_with_size, native_stderr_silenced, not_a_regular_file, read_bytes,
-                       reduction_for)
+from ..imageio import IMAGE_EXTENSIONS, decode_with_size, native_stderr_silenced, not_a_regular_file, read_bytes
 from ..settings import Settings
 from .tuning import Tuning
 from .workers import context as _context
 from .workers import exit_with, limit_memory, memory_per_worker, time_limit
 from .workers import start_server as _start_server
 
-# Colour statistics for the codebook need few pixels: a JPEG's colours are pooled at the scale a decode keeping this
-# short side would have (1/8 of a 1024x768 photo), averaged down from the decode made for its histogram.
-CODEBOOK_MIN_SIDE = 64
+# Colour statistics for the codebook need few pixels: a picture's colours are pooled from block means of the decode
+# made for its histogram, the blocks as large as keeps this short side (64x48 for a 1024x768 photo); its structure
+# thumbnail (16x16) is squeezed from the same small picture.
+CODEBOOK_MIN_SIDE = 48
 
 
 @dataclass(frozen=True)
 class Decoded:
     """A file of the codebook's sample as read and decoded for its histogram, kept so that the run's main pass
     does not read and decode it again: ``sha256`` of its bytes, its full-size ``size`` (width, height), ``image``
-    at the histograms' scale (``Settings.min_side``), its structure ``thumb`` (made from :func:`pool_scale`'s picture), and ``stat``
-    (size, mtime_ns, inode) taken before it was read; used only while the file's stat is still that."""
+    at the histograms' scale (``Settings.min_side``), its structure ``thumb`` (made from :func:`pool_scale`'s
+    picture), and ``stat`` (size, mtime_ns, inode) taken before it was read; used only while the file's stat is
+    still that."""
 
     sha256: str
     size: tuple[int, int]
@@ -321,27 +322,23 @@ def _spread_order(n, first):
 
 def sample_colours(data, min_side, name):
     """Decode a file of the codebook's sample once, at the histograms' scale (``min_side``), and count its colours
-    for the codebook's pool (:func:`cbir.core.codebook.colour_counts`) at the scale of a ``CODEBOOK_MIN_SIDE``
-    decode (:func:`pool_scale`).
+    for the codebook's pool (:func:`cbir.core.codebook.colour_counts`) in the small picture of :func:`pool_scale`.
 
     Returns
     -------
     image : (H, W, 3) uint8 at the histograms' scale; size : full-size (width, height); thumb : its structure
-    thumbnail (from the same small picture: 0.2 ms a 1024x768 photo less than from the decode); bins, counts
+    thumbnail (from the same small picture, which costs far less than one from the decode); bins, counts
     """
     image, size = decode_with_size(data, min_side=min_side, name=name)
-    small = pool_scale(image, size, data, min_side)
+    small = pool_scale(image)
     return image, size, structure_thumbnail(small), *colour_counts(small)
 
 
-def pool_scale(image, size, data, min_side):
-    """The picture at the scale of a ``CODEBOOK_MIN_SIDE`` decode: block means
-    (:func:`cbir.core.codebook.block_means`) of the decode made for the histograms, ``image`` itself for other
-    formats than JPEG (decoded whole either way) and for JPEGs too small to be reduced further."""
-    factor = 1
-    if data[:2] == b"\xff\xd8":  # JPEG: decodes were made smaller by DCT scaling
-        factor = max(1, reduction_for(size, CODEBOOK_MIN_SIDE) // reduction_for(size, min_side))
-    return block_means(image, factor)
+def pool_scale(image):
+    """The small picture the codebook's colours and the structure thumbnail come from: block means
+    (:func:`cbir.core.codebook.block_means`) of the decode made for the histogram, the blocks as large as keeps
+    the short side at least ``CODEBOOK_MIN_SIDE`` (``image`` itself when it is that small already)."""
+    return block_means(image, max(1, min(image.shape[:2]) // CODEBOOK_MIN_SIDE))
 
 
 def pool_sample(items, min_side, progress=None):
@@ -385,7 +382,7 @@ def describe(path, settings, lut, n_colors, known_sha256=None, data=None):
     if image is None:
         image, (width, height) = decode_with_size(data, min_side=settings.min_side, name=path)
         # from the picture at the pool's scale, as the codebook's sample makes it: the same thumbnail either way
-        thumb = structure_thumbnail(pool_scale(image, (width, height), data, settings.min_side))
+        thumb = structure_thumbnail(pool_scale(image))
     return sha256, (width, height, histogram(image, lut, n_colors, settings.layout), thumb)
 
 
