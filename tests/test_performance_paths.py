@@ -460,3 +460,51 @@ def test_small_products_of_a_fresh_index_run_on_one_blas_thread(monkeypatch, whe
     assert 2 in before  # else the test proves nothing (OpenCV's own OpenBLAS, in some wheels, has one thread)
     assert seen and all(threads == [1] * len(threads) for threads in seen)
     assert after == before
+
+
+def test_one_blas_thread_blocks_overlapping_in_two_threads_leave_blas_as_it_was():
+    """A web server's threads may build a lookup table while another finds duplicates. The one-thread limit is
+    process-wide: blocks that set and restored it each in their own thread would, overlapping, restore in the wrong
+    order and leave BLAS on one thread for good."""
+    import threading
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from cbir.core.blas import one_blas_thread
+
+    def blas():
+        return [library for library in threadpool_info() if library["user_api"] == "blas"]
+
+    def set_from_a_thread_that_ends(limits):  # no live thread keeps control of the limits (threadpoolctl >= 3.7)
+        thread = threading.Thread(target=threadpool_limits, kwargs={"limits": limits, "user_api": "blas"})
+        thread.start()
+        thread.join()
+
+    original = blas()  # one thread each under this suite (conftest.py): two, as on a machine of two cores
+    set_from_a_thread_that_ends(2)
+    try:
+        before = [library["num_threads"] for library in blas()]
+        assert 2 in before
+        first_inside, second_inside, first_left = threading.Event(), threading.Event(), threading.Event()
+
+        def first():
+            with one_blas_thread():
+                first_inside.set()
+                second_inside.wait(10)
+            first_left.set()
+
+        def second():
+            first_inside.wait(10)
+            with one_blas_thread():
+                second_inside.set()
+                first_left.wait(10)  # this block ends last
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        assert first_left.is_set() and not any(thread.is_alive() for thread in threads)
+        assert [library["num_threads"] for library in blas()] == before
+    finally:
+        set_from_a_thread_that_ends(original)

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from threadpoolctl import threadpool_limits
 
+from .blas import one_blas_thread
 from .histogram import region_map
 
 THUMBNAIL_SIDE = 16
@@ -304,7 +304,7 @@ def close_pairs(x: np.ndarray, radius: float, block: int = 2048, *, limit: int |
 
     found_i, found_j = [], []
     total = 0
-    with threadpool_limits(limits=1, user_api="blas"), \
+    with one_blas_thread(), \
             concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
         results = pool.map(row_block, range(0, n, block))
         try:

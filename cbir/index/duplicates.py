@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ..core import duplicates as core
+from ..core.blas import one_blas_thread
 from ..core.histogram import block_weights
 from ..errors import CbirError, Remedy
 from ..store import Store
@@ -137,7 +137,7 @@ def find_duplicates(store: Store, *, tier: int = 3, threshold: float = 1.0, tuni
     started = time.perf_counter()
     # BLAS held to one thread: its own threads spin while they wait, and on a machine shared with other jobs they
     # made the products here 2 to 6 times slower; the all-pairs products run in threads of their own instead.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return _find(store, tier, threshold, tuning, progress, started)
 
 
