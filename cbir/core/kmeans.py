@@ -81,6 +81,27 @@ PRODUCTS_MAX_DIM = 8  # colour spaces; the check's tolerance grows with the dime
 _PRODUCT_ROWS = 1024  # rows per product
 
 
+def _two_smallest(points, centres, rows):
+    """For each block of ``rows`` float32 points: ``(start, nearest, first, second)``, the nearest of the float32
+    ``centres`` and the two smallest of ``|c|^2 - 2 p.c`` (the squared distance less ``|p|^2``), from one matrix
+    product per block: ``|p - c|^2 = |p|^2 + [p, 1] @ [-2 c; |c|^2]``."""
+    k = len(centres)
+    product = np.concatenate([-2 * centres.T, (centres * centres).sum(1)[None, :]]).astype(np.float32)
+    padded = np.ones((min(len(points), rows), points.shape[1] + 1), np.float32)
+    offsets = np.arange(len(padded)) * k  # of each row in a flattened block
+    for start in range(0, len(points), len(padded)):
+        n = min(len(padded), len(points) - start)
+        padded[:n, :-1] = points[start : start + n]
+        scores = padded[:n] @ product
+        nearest = scores.argmin(1)
+        flat = scores.ravel()
+        at = offsets[:n] + nearest
+        first = flat[at]
+        flat[at] = np.inf
+        # The second smallest by argmin and a gather: numpy's argmin along rows is ~4x faster than its min.
+        yield start, nearest, first, flat[offsets[:n] + scores.argmin(1)]
+
+
 def _nearest_by_products(points, centres):
     """:func:`nearest_centre`'s labels from ``|c|^2 - 2 p.c`` (one matrix product per block of rows) and the two
     smallest of each row. A point whose two nearest centres are too close to tell apart at float32 precision is
@@ -91,29 +112,17 @@ def _nearest_by_products(points, centres):
     distance by at most (D + 3) u times itself, itself at most 2 R. A gap between the two smallest above
     10 (D + 3) u R therefore leaves batchDistance no other choice; the tolerance is twice that.
     """
-    k, dims = centres.shape
-    product = np.concatenate([-2 * centres.T, (centres * centres).sum(1, dtype=np.float32)[None, :]])
+    dims = centres.shape[1]
     largest = float((centres.astype(np.float64) ** 2).sum(1).max())
     tolerance = 20 * (dims + 3) * 2.0**-24
-    rows = np.ones((min(len(points), _PRODUCT_ROWS), dims + 1), np.float32)
-    offsets = np.arange(len(rows)) * k  # of each row in a flattened block
     labels = np.empty(len(points), np.int32)
     unsure = []
     with one_blas_thread():
-        for start in range(0, len(points), len(rows)):
-            block = points[start : start + len(rows)]
-            n = len(block)
-            rows[:n, :-1] = block
-            scores = rows[:n] @ product  # |c|^2 - 2 p.c: the squared distance less |p|^2
-            nearest = scores.argmin(1)
-            flat = scores.ravel()
-            at = offsets[:n] + nearest
-            first = flat[at]
-            flat[at] = np.inf
-            gap = flat[offsets[:n] + scores.argmin(1)] - first  # argmin and a gather: ~4x faster than min(1)
+        for start, nearest, first, second in _two_smallest(points, centres, _PRODUCT_ROWS):
+            block = points[start : start + len(nearest)]
             bound = tolerance * (np.einsum("ij,ij->i", block, block, dtype=np.float64) + largest)
-            labels[start : start + n] = nearest
-            unsure.append(start + np.flatnonzero(~(gap > bound)))  # NaN gaps too
+            labels[start : start + len(nearest)] = nearest
+            unsure.append(start + np.flatnonzero(~(second - first > bound)))  # NaN gaps too
     unsure = np.concatenate(unsure)
     if len(unsure):
         labels[unsure] = cv2.batchDistance(points[unsure], centres, cv2.CV_32F, normType=cv2.NORM_L2SQR,
@@ -216,26 +225,12 @@ def _two_nearest(points, centres, matmul=False):
     if not matmul or len(centres) < MATMUL_FROM:
         dist, nearest = cv2.batchDistance(points, centres, cv2.CV_32F, normType=cv2.NORM_L2, K=2)
         return nearest[:, 0].copy(), dist[:, 0].copy(), dist[:, 1].copy()
-    # |p - c|^2 = |p|^2 + [p, 1] @ [-2 c; |c|^2]: one product per block of rows, then the two smallest.
-    k = len(centres)
-    product = np.concatenate([-2 * centres.T, (centres * centres).sum(1)[None, :]]).astype(np.float32)
-    rows = np.ones((min(len(points), _ROWS), points.shape[1] + 1), np.float32)
     labels = np.empty(len(points), np.int32)
     first = np.empty(len(points), np.float32)
     second = np.empty(len(points), np.float32)
-    offsets = np.arange(_ROWS) * k  # of each row in a flattened block
-    for start in range(0, len(points), _ROWS):
-        n = min(_ROWS, len(points) - start)
-        rows[:n, :-1] = points[start:start + n]
-        d2 = rows[:n] @ product
-        nearest = d2.argmin(1)
-        flat = d2.ravel()
-        at = offsets[:n] + nearest
-        first[start:start + n] = flat[at]
-        flat[at] = np.inf
-        # The second smallest by argmin and a gather: numpy's argmin along rows is ~4x faster than its min.
-        second[start:start + n] = flat[offsets[:n] + d2.argmin(1)]
-        labels[start:start + n] = nearest
+    for start, nearest, low, next_low in _two_smallest(points, centres, _ROWS):
+        end = start + len(nearest)
+        labels[start:end], first[start:end], second[start:end] = nearest, low, next_low
     norms = np.einsum("ij,ij->i", points, points)
     return labels, np.sqrt(np.maximum(first + norms, 0)), np.sqrt(np.maximum(second + norms, 0))
 
