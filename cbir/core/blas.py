@@ -1,8 +1,8 @@
 """One BLAS thread for the small matrix products of the numeric core.
 
 OpenBLAS spreads even small products over every core, and its idle threads then spin for a while: on a 2-core
-machine a fresh index's codebook and lookup table cost twice their time in CPU, taken from whatever else runs
-(tests/benchmarks/bench_first_index.py prints the CPU time beside the wall time).
+machine a fresh index's codebook and lookup table kept the other core busy while they ran, taken from whatever
+else runs (tests/benchmarks/bench_first_index.py prints their CPU time beside their wall time).
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def nearest_centre(points: ArrayLike, centres: ArrayLike, chunk: int = 1 << 18, 
 
 
 PRODUCTS_FROM = 1 << 14  # points from which products and a check beat cv2.batchDistance (a codebook's lookup
-# table: 262,144 points to 128 colours in 0.55x its time, tests/benchmarks/bench_first_index.py)
+# table has 262,144; tests/benchmarks/bench_first_index.py prints its time)
 PRODUCTS_MAX_DIM = 8  # colour spaces; the check's tolerance grows with the dimension
 _PRODUCT_ROWS = 1024  # rows per product
 
