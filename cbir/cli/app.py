@@ -12,13 +12,14 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from ..__main__ import interrupted_before_the_command
 from .check import check_command
 from .duplicates import duplicates_command
 from .evaluate import evaluate_command
 from .help import Command
 from .index import index_command
 from .info import info_command
-from .output import EXIT_INTERRUPTED, stderr, stdout
+from .output import stdout
 from .prune import prune_command
 from .quantize import quantize_command
 from .query import query_command
@@ -58,10 +59,5 @@ for name, command in [("quantize", quantize_command), ("index", index_command), 
 def main() -> None:
     """Run the command line. Ctrl-C before a command has started (while typer parses, or the command's module
     imports what it needs) exits with 130 as it does inside a command, without a traceback or "Aborted!"."""
-    signal.signal(signal.SIGINT, _interrupted_before_the_command)  # a command puts Python's own handler back
+    signal.signal(signal.SIGINT, interrupted_before_the_command)  # a command puts Python's own handler back
     app()
-
-
-def _interrupted_before_the_command(signum, frame):
-    stderr.print("Interrupted.", markup=False)
-    raise SystemExit(EXIT_INTERRUPTED)

@@ -78,13 +78,15 @@ def reports_errors(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is KeyboardInterrupt
         try:
-            os.getcwd()
-        except FileNotFoundError:  # every relative path (the default database too) would fail with a traceback
-            fail("the current folder no longer exists (it was deleted or moved); cd to a folder that exists")
-        try:
+            # From here on Ctrl-C is KeyboardInterrupt. Inside the try: one that lands just after the handler is put
+            # back, before the command runs, is an interruption like any other (it was a traceback).
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            try:
+                os.getcwd()
+            except FileNotFoundError:  # every relative path (the default database too) would fail with a traceback
+                fail("the current folder no longer exists (it was deleted or moved); cd to a folder that exists")
             return command(*args, **kwargs)
         except CbirError as error:
             fail(message(error, kwargs.get("db")))
